@@ -1,0 +1,34 @@
+"""DeepInfra: its own ranges, usage with `estimated_cost` on the finish chunk, `</s>` deltas."""
+
+from providers.profile import ANY, Bounds, Profile
+
+PROFILE = Profile(
+    kind="deepinfra",
+    base_url="https://api.deepinfra.com/v1/openai",
+    params={
+        "temperature": Bounds(0, 2),
+        "top_p": Bounds(0, 1, low_open=True),
+        "top_k": Bounds(0, 999),
+        "min_p": Bounds(0, 1),
+        "max_tokens": Bounds(1),
+        "n": Bounds(1, 4),
+        "stop": ANY,
+        "presence_penalty": Bounds(-2, 2),
+        "frequency_penalty": Bounds(-2, 2),
+        "repetition_penalty": Bounds(0.01, 5),
+        "seed": ANY,
+        "user": ANY,
+        "response_format": ANY,
+        "tools": ANY,
+        "tool_choice": ANY,
+        "logprobs": ANY,
+        "top_logprobs": ANY,
+        "encoding_format": ANY,
+        "dimensions": Bounds(1),
+    },
+    renames={"max_completion_tokens": "max_tokens"},
+    max_stop=16,
+    stream_usage="finish_chunk",
+    dropped_deltas=("</s>",),
+    cost_field="estimated_cost",
+)

@@ -1,0 +1,34 @@
+"""OpenAI itself: the reference every other profile is a variation of."""
+
+from providers.profile import ANY, OPENAI_SAMPLING, Bounds, Profile
+
+PROFILE = Profile(
+    kind="openai",
+    base_url="https://api.openai.com/v1",
+    params={
+        **OPENAI_SAMPLING,
+        "max_completion_tokens": Bounds(1),
+        "logprobs": ANY,
+        "top_logprobs": Bounds(0, 20),
+        "response_format": ANY,
+        "tools": ANY,
+        "tool_choice": ANY,
+        "parallel_tool_calls": ANY,
+        "functions": ANY,
+        "function_call": ANY,
+        "reasoning_effort": ANY,
+        "service_tier": ANY,
+        "store": ANY,
+        "metadata": ANY,
+        "modalities": ANY,
+        "prediction": ANY,
+        "audio": ANY,
+        # completions
+        "echo": ANY,
+        "suffix": ANY,
+        "best_of": Bounds(1, 20),
+        # embeddings
+        "encoding_format": ANY,
+        "dimensions": Bounds(1),
+    },
+)
