@@ -1,0 +1,171 @@
+"""A client's request, read once from its body and checked against OpenAI's schema.
+
+A `Call` is what every later step of the request path works from; the body is parsed
+here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.errors import bad_request
+
+ENDPOINTS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+LEGACY_COMPLETIONS_MAX_TOKENS = 16
+_MESSAGE_OVERHEAD_TOKENS = 8  # role markers and template tokens around each message
+
+_NUMBER = (int, float)
+_JSON_NAMES = {int: "integer", float: "number", bool: "boolean", str: "string", dict: "object", list: "array",
+               type(None): "null"}
+# Field -> accepted Python types, for the fields whose type a provider would otherwise reject late.
+_TYPES: dict[str, tuple[type, ...]] = {
+    "temperature": _NUMBER, "top_p": _NUMBER, "presence_penalty": _NUMBER, "frequency_penalty": _NUMBER,
+    "repetition_penalty": _NUMBER, "min_p": _NUMBER, "top_k": (int,), "seed": (int,), "n": (int,),
+    "max_tokens": (int,), "max_completion_tokens": (int,), "stream": (bool,), "user": (str,),
+    "logit_bias": (dict,), "stream_options": (dict,), "tools": (list,), "response_format": (dict,),
+    "best_of": (int,), "echo": (bool,), "suffix": (str,), "dimensions": (int,), "encoding_format": (str,),
+}
+
+
+@dataclass(slots=True)
+class Call:
+    endpoint: str  # "chat" | "completions" | "embeddings"
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    wants_usage: bool  # the client asked for a usage chunk at the end of its stream
+    max_tokens: int | None  # what the client allowed, under either name
+    n: int
+    prompt_tokens_bound: int  # never fewer than the tokens the prompt will really count
+    narrowing: dict[str, Any] | None  # the body's `gateway: {...}` field, if any
+
+    @property
+    def path(self) -> str:
+        return ENDPOINTS[self.endpoint]
+
+
+def read_call(raw: bytes, endpoint: str) -> Call:
+    """Parse and check a request body; raise a 400 GatewayError naming the bad field."""
+    if not raw:
+        raise bad_request("The request body is empty; send a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("you must provide a model parameter", param="model", code="missing_required_parameter")
+    _check_types(body)
+    prompt_bound = _PROMPT_READERS[endpoint](body)
+    stream = bool(body.get("stream", False))
+    options = body.get("stream_options")
+    if options is not None and not stream:
+        raise bad_request("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                          param="stream_options")
+    max_name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = body.get(max_name)
+    if max_tokens is not None and max_tokens < 1:
+        raise bad_request(f"{max_name} must be at least 1, got {max_tokens}", param=max_name)
+    if max_tokens is None and endpoint == "completions":
+        max_tokens = LEGACY_COMPLETIONS_MAX_TOKENS
+    n = 1 if body.get("n") is None else body["n"]
+    if not 1 <= n <= 128:
+        raise bad_request(f"n must be between 1 and 128, got {n}", param="n")
+    _check_stop(body.get("stop"))
+    narrowing = body.get("gateway")
+    if narrowing is not None and not isinstance(narrowing, dict):
+        raise bad_request("'gateway' must be an object such as {\"providers\": [\"pool\"]}", param="gateway")
+    return Call(endpoint=endpoint, body=body, model=model, stream=stream,
+                wants_usage=bool(stream and options and options.get("include_usage")),
+                max_tokens=max_tokens, n=n, prompt_tokens_bound=prompt_bound, narrowing=narrowing)
+
+
+def _check_types(body: dict[str, Any]) -> None:
+    for name, types in _TYPES.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            wanted = "number" if types == _NUMBER else " or ".join(_JSON_NAMES[t] for t in types)
+            got = _JSON_NAMES.get(type(value), "value")
+            raise bad_request(f"Invalid type for '{name}': expected {wanted}, got {got}.", param=name,
+                              code="invalid_type")
+
+
+def _check_stop(stop: Any) -> None:
+    if stop is None or isinstance(stop, str):
+        return
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise bad_request("'stop' must be a string or an array of strings", param="stop", code="invalid_type")
+
+
+def _chat_prompt(body: dict[str, Any]) -> int:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("'messages' must be a non-empty array", param="messages",
+                          code="missing_required_parameter" if messages is None else "invalid_type")
+    total = 0
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise bad_request(f"messages[{i}] must be an object with a string 'role'", param=f"messages[{i}]")
+        total += _MESSAGE_OVERHEAD_TOKENS + _text_bound(message.get("content"))
+        if isinstance(message.get("name"), str):
+            total += len(message["name"].encode())
+        if message.get("tool_calls"):
+            total += len(orjson.dumps(message["tool_calls"]))
+    if body.get("tools"):
+        total += len(orjson.dumps(body["tools"]))
+    return total
+
+
+def _completions_prompt(body: dict[str, Any]) -> int:
+    prompt = body.get("prompt")
+    if prompt is None:
+        raise bad_request("you must provide a prompt parameter", param="prompt", code="missing_required_parameter")
+    return _input_bound(prompt, "prompt")
+
+
+def _embeddings_input(body: dict[str, Any]) -> int:
+    value = body.get("input")
+    if value is None or value == [] or value == "":
+        raise bad_request("you must provide an input parameter", param="input", code="missing_required_parameter")
+    return _input_bound(value, "input")
+
+
+def _input_bound(value: Any, param: str) -> int:
+    """A prompt may be a string, strings, a token list, or token lists (OpenAI's four forms)."""
+    if isinstance(value, str):
+        return _text_bound(value)
+    if isinstance(value, list):
+        if all(_is_token(v) for v in value):
+            return len(value)
+        if all(isinstance(v, str) for v in value):
+            return sum(_text_bound(v) for v in value)
+        if all(isinstance(v, list) and all(_is_token(t) for t in v) for v in value):
+            return sum(len(v) for v in value)
+    raise bad_request(f"'{param}' must be a string, an array of strings, or an array of tokens",
+                      param=param, code="invalid_type")
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text_bound(content: Any) -> int:
+    # A byte-level tokenizer never makes more tokens than bytes, so bytes bound the count.
+    if content is None:
+        return 0
+    if isinstance(content, str):
+        return len(content.encode())
+    if isinstance(content, list):
+        return sum(_text_bound(part.get("text")) if isinstance(part, dict) else 0 for part in content)
+    raise bad_request("message content must be a string or an array of content parts", param="messages",
+                      code="invalid_type")
+
+
+_PROMPT_READERS = {"chat": _chat_prompt, "completions": _completions_prompt, "embeddings": _embeddings_input}

@@ -1,0 +1,93 @@
+"""A real gateway process for end-to-end tests: written config, `gateway serve`, loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class GatewayProcess:
+    """`python -m gateway serve` on a config dict, started and stopped by the test."""
+
+    def __init__(self, config: dict[str, Any], *, workers: int = 1, env: dict[str, str] | None = None,
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
+        server = dict(config.get("server") or {})
+        server.update({"host": "127.0.0.1", "port": self.port})
+        self.config = {**config, "server": server}
+        self.workers = workers
+        self.env = env or {}
+        self._dir = tempfile.TemporaryDirectory(prefix="gateway-test-")
+        self.config_path = Path(self._dir.name) / "config.yaml"
+        self.log_path = Path(self._dir.name) / "gateway.log"
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """What a client sets as OPENAI_BASE_URL."""
+        return self.url + "/v1"
+
+    def start(self, timeout_s: float = 20.0) -> "GatewayProcess":
+        self.config_path.write_text(yaml.safe_dump(self.config))
+        env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT),
+               "PROMETHEUS_MULTIPROC_DIR": str(Path(self._dir.name) / "metrics")}
+        self._log = open(self.log_path, "wb")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(self.config_path),
+             "--workers", str(self.workers)],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self._process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"gateway did not answer /healthz within {timeout_s} s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGTERM)
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._process.pid, signal.SIGKILL)
+                self._process.wait(5)
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> "GatewayProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self._dir.cleanup()
