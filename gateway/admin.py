@@ -1,0 +1,146 @@
+"""The admin API: API keys, usage reports and routing state, behind `server.admin_key`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import secrets
+import time
+from dataclasses import asdict
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.admission import utc_periods
+from gateway.config_load import hash_key
+from gateway.errors import GatewayError, bad_request
+from gateway.money import nano_to_usd
+from gateway.service import Gateway
+from gateway.store import KeyRecord, StoreUnavailable
+
+KEY_PREFIX = "sk-gw-"
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/admin/keys", create_key, methods=["POST"]),
+        Route("/admin/keys", list_keys, methods=["GET"]),
+        Route("/admin/keys/{key_id}", revoke_key, methods=["DELETE"]),
+        Route("/admin/usage", usage, methods=["GET"]),
+        Route("/admin/routes", route_table, methods=["GET"]),
+        Route("/admin/endpoints", dedicated_endpoints, methods=["GET"]),
+    ]
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+async def create_key(request: Request) -> Response:
+    async def act(gw: Gateway) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            raise bad_request("send a JSON object {\"team\": ..., \"name\": ...}") from None
+        team = body.get("team") if isinstance(body, dict) else None
+        if team not in gw.config.teams:
+            raise bad_request(f"no team named {team!r} (known: {', '.join(sorted(gw.config.teams))})",
+                              param="team")
+        key = new_key()
+        record = KeyRecord(key_id="key_" + secrets.token_hex(8), key_hash=hash_key(key), team=team,
+                           name=str(body.get("name") or ""), created_ms=int(time.time() * 1000))
+        await gw.store.add_key(record)
+        gw.keys.remember(record)
+        return _json({**_public(record), "key": key}, 201)
+    return await _guarded(request, act)
+
+
+async def list_keys(request: Request) -> Response:
+    async def act(gw: Gateway) -> Response:
+        records = await gw.store.keys(request.query_params.get("team"))
+        return _json({"object": "list", "data": [_public(r) for r in records]})
+    return await _guarded(request, act)
+
+
+async def revoke_key(request: Request) -> Response:
+    async def act(gw: Gateway) -> Response:
+        key_id = request.path_params["key_id"]
+        if not await gw.store.revoke_key(key_id):
+            raise GatewayError(404, f"no key with id {key_id!r}", param="key_id", code="key_not_found")
+        return _json({"id": key_id, "revoked": True})
+    return await _guarded(request, act)
+
+
+async def usage(request: Request) -> Response:
+    async def act(gw: Gateway) -> Response:
+        team = request.query_params.get("team")
+        if team not in gw.config.teams:
+            raise bad_request(f"name a team with ?team= (known: {', '.join(sorted(gw.config.teams))})",
+                              param="team")
+        today, _ = utc_periods()
+        first = _day(request.query_params.get("from") or today[:8] + "01", "from")
+        last = _day(request.query_params.get("to") or today, "to")
+        days = await gw.store.usage(team, first, last)
+        return _json(usage_report(team, first, last, days))
+    return await _guarded(request, act)
+
+
+async def route_table(request: Request) -> Response:
+    async def act(gw: Gateway) -> Response:
+        return _json(gw.router.describe())
+    return await _guarded(request, act)
+
+
+async def dedicated_endpoints(request: Request) -> Response:
+    """Dedicated services: status, capacity, cost against per-token, and the autoscaler's decisions."""
+    async def act(gw: Gateway) -> Response:
+        return _json(gw.dedicated.describe())
+    return await _guarded(request, act)
+
+
+def usage_report(team: str, first: str, last: str, days: list) -> dict:
+    """Totals and per-day rows, money both in nano-dollars (exact) and USD (readable)."""
+    rows = [asdict(d) for d in days]
+    totals = {k: sum(r[k] for r in rows) for k in
+              ("requests", "prompt_tokens", "completion_tokens", "cost_nano", "provider_cost_nano")}
+    totals["cost_usd"] = nano_to_usd(totals["cost_nano"])
+    for row in rows:
+        row["cost_usd"] = nano_to_usd(row["cost_nano"])
+    return {"team": team, "from": first, "to": last, "totals": totals, "days": rows}
+
+
+def _public(record: KeyRecord) -> dict:
+    return {"id": record.key_id, "team": record.team, "name": record.name, "revoked": record.revoked,
+            "created": dt.datetime.fromtimestamp(record.created_ms / 1000, dt.timezone.utc).isoformat()}
+
+
+def _day(value: str, param: str) -> str:
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise bad_request(f"'{param}' must be a date YYYY-MM-DD, got {value!r}", param=param) from None
+
+
+async def _guarded(request: Request, act) -> Response:
+    gw: Gateway = request.app.state.gateway
+    admin_key = gw.config.server.admin_key
+    given = request.headers.get("authorization", "")[7:].strip()
+    try:
+        if not admin_key:
+            raise GatewayError(403, "the admin API is off: set server.admin_key to turn it on",
+                               type="permission_error", code="admin_disabled")
+        if not hmac.compare_digest(given.encode(), admin_key.encode()):
+            raise GatewayError(401, "the admin API needs 'Authorization: Bearer <server.admin_key>'",
+                               code="invalid_api_key")
+        return await act(gw)
+    except GatewayError as error:
+        return error.response()
+    except StoreUnavailable:
+        return GatewayError(503, "the store is unavailable; retry shortly", type="service_unavailable",
+                            code="store_unavailable").response()
+
+
+def _json(doc: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")

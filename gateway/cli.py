@@ -1,0 +1,114 @@
+"""The `gateway` command: serve, check a config, manage keys, report usage, manage dedicated endpoints."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from gateway import cli_endpoints
+from gateway.config import Config, ConfigError
+from gateway.config_load import load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gateway", description="An OpenAI-compatible LLM gateway.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", required=True, help="YAML config file")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
+
+    check = commands.add_parser("check-config", help="validate a config file and say what it serves")
+    check.add_argument("file")
+
+    target = argparse.ArgumentParser(add_help=False)  # how the admin commands reach a running gateway
+    target.add_argument("--config", help="config file (for the gateway's address and admin key)")
+    target.add_argument("--url", help="gateway base URL, e.g. http://127.0.0.1:8080")
+    target.add_argument("--admin-key", default=os.environ.get("GATEWAY_ADMIN_KEY"))
+
+    keys = commands.add_parser("keys", help="create, list or revoke API keys (through the admin API)")
+    key_commands = keys.add_subparsers(dest="action", required=True)
+    create = key_commands.add_parser("create", parents=[target])
+    create.add_argument("--team", required=True)
+    create.add_argument("--name", default="")
+    listing = key_commands.add_parser("list", parents=[target])
+    listing.add_argument("--team")
+    revoke = key_commands.add_parser("revoke", parents=[target])
+    revoke.add_argument("key_id")
+
+    usage = commands.add_parser("usage", parents=[target], help="a team's usage for this UTC day or month")
+    usage.add_argument("--team", required=True)
+    usage.add_argument("--period", choices=("day", "month"), default="month")
+    usage.add_argument("--from", dest="first")
+    usage.add_argument("--to", dest="last")
+
+    cli_endpoints.add_commands(commands)
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve_command(args)
+        if args.command == "check-config":
+            return check_command(args.file)
+        if args.command == "endpoints":
+            return cli_endpoints.run(args)
+        from gateway import cli_admin
+
+        return cli_admin.run(args)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
+
+
+def serve_command(args: Any) -> int:
+    import uvicorn
+
+    config = load_config(args.config)
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    workers = args.workers or config.server.workers
+    if workers > 1 and config.store.url.startswith("memory://"):
+        raise ConfigError("server.workers", "several workers need a shared store; set store.url to redis://...")
+    os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
+    if workers > 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _prepare_multiprocess_metrics()
+    uvicorn.run("gateway.app:app_from_env", factory=True, host=args.host or config.server.host,
+                port=args.port or config.server.port, workers=workers, loop="uvloop", http="httptools",
+                log_level=config.server.log_level, access_log=args.access_log, timeout_graceful_shutdown=10)
+    return 0
+
+
+def check_command(path: str) -> int:
+    config = load_config(path)
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    print(describe(config))
+    return 0
+
+
+def describe(config: Config) -> str:
+    lines = [f"ok: {len(config.providers)} providers, {len(config.models)} models, {len(config.teams)} teams; "
+             f"store {config.store.url.split('@')[-1]}"]
+    for name, model in config.models.items():
+        lines.append(f"  {name}: " + ", ".join(f"{r.provider}:{r.model}" for r in model.routes))
+    return "\n".join(lines)
+
+
+def _prepare_multiprocess_metrics() -> None:
+    """Workers share counters through files in one directory, emptied at start."""
+    import shutil
+    import tempfile
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="gateway-metrics-")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""A store that times every call it passes on, and counts the calls that got no answer."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Awaitable, TypeVar
+
+from prometheus_client import Counter, Histogram
+
+from gateway.store import Admission, DailyUsage, Hold, KeyRecord, Limits, Store, StoreUnavailable, UsageRecord
+
+T = TypeVar("T")
+STORE_OPERATIONS = ("admit", "settle", "spend", "usage", "records", "add_key", "revoke_key", "keys",
+                    "keys_version", "ping")
+
+
+class MeteredStore:
+    """A `Store` in front of another: the same answers, plus latency and failures by operation.
+
+    Attributes outside the Store protocol reach the store behind, untimed.
+    """
+
+    def __init__(self, store: Store, duration: Histogram, failures: Counter) -> None:
+        self.backend = store
+        self._duration = duration
+        self._failures = failures
+        # Children bound once, on first use: admit and settle pay for no label lookup.
+        self._timers: dict[str, tuple[Any, Any]] = {}
+
+    async def _timed(self, operation: str, call: Awaitable[T]) -> T:
+        timers = self._timers.get(operation)
+        if timers is None:
+            timers = self._timers[operation] = (self._duration.labels(operation), self._failures.labels(operation))
+        duration, failures = timers
+        started = time.perf_counter()
+        try:
+            return await call
+        except StoreUnavailable:
+            failures.inc()
+            raise
+        finally:
+            duration.observe(time.perf_counter() - started)
+
+    async def admit(self, hold: Hold, limits: Limits) -> Admission:
+        return await self._timed("admit", self.backend.admit(hold, limits))
+
+    async def settle(self, reservation_id: str | None, usage: UsageRecord) -> bool:
+        return await self._timed("settle", self.backend.settle(reservation_id, usage))
+
+    async def spend(self, team: str, day: str, month: str) -> tuple[int, int]:
+        return await self._timed("spend", self.backend.spend(team, day, month))
+
+    async def usage(self, team: str, first_day: str, last_day: str) -> list[DailyUsage]:
+        return await self._timed("usage", self.backend.usage(team, first_day, last_day))
+
+    async def records(self, team: str | None = None, count: int = 100) -> list[UsageRecord]:
+        return await self._timed("records", self.backend.records(team, count))
+
+    async def add_key(self, record: KeyRecord) -> None:
+        await self._timed("add_key", self.backend.add_key(record))
+
+    async def revoke_key(self, key_id: str) -> bool:
+        return await self._timed("revoke_key", self.backend.revoke_key(key_id))
+
+    async def keys(self, team: str | None = None) -> list[KeyRecord]:
+        return await self._timed("keys", self.backend.keys(team))
+
+    async def keys_version(self) -> int:
+        return await self._timed("keys_version", self.backend.keys_version())
+
+    async def ping(self) -> None:
+        await self._timed("ping", self.backend.ping())
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "backend":  # not set yet: no store to ask
+            raise AttributeError(name)
+        return getattr(self.backend, name)

@@ -1,0 +1,86 @@
+"""Settlement: replace a request's reservation with what it actually used, in one store call.
+
+Runs however the request ended (success, upstream error, client gone mid-stream), so
+every admitted request is recorded exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from gateway.admission import Reservation
+from gateway.config import Price
+from gateway.money import token_cost
+from gateway.store import Store, StoreUnavailable, UsageRecord
+from gateway.usage import Usage
+
+log = logging.getLogger("gateway.settlement")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one request came to, as the client saw it."""
+
+    team: str
+    key_id: str
+    model: str
+    provider: str  # "" when no upstream was reached
+    status: int
+    usage: Usage
+    price: Price | None
+    started: float  # monotonic
+    request_id: str = ""
+    attempts: int = 1  # upstream attempts made; more than one means a retry or a fallback
+    stream: bool = False
+    # When the upstream that answered was sent the request, sent its first byte, and was done
+    # (time.monotonic); 0.0 when none answered.
+    upstream_started: float = 0.0
+    first_byte_at: float = 0.0
+    upstream_ended: float = 0.0
+    ended: float = 0.0  # monotonic; set at settlement, when the client has had the whole answer
+
+
+def charge(usage: Usage, price: Price | None) -> tuple[int, int | None]:
+    """(cost charged to the team, price-table cost) in nano-dollars.
+
+    The provider's own figure wins when it sends one: it is what the invoice will say.
+    """
+    table = None
+    if price is not None:
+        table = (token_cost(usage.prompt_tokens, price.input_per_mtok_nano)
+                 + token_cost(usage.completion_tokens, price.output_per_mtok_nano))
+    if usage.provider_cost_nano is not None:
+        return usage.provider_cost_nano, table
+    return table or 0, table
+
+
+class Settler:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.observers: list = []  # called with (outcome, record) after each settlement
+
+    async def settle(self, reservation: Reservation, outcome: Outcome) -> UsageRecord:
+        cost, table = charge(outcome.usage, outcome.price)
+        now = outcome.ended = time.monotonic()
+        record = UsageRecord(
+            team=outcome.team, key_id=outcome.key_id, model=outcome.model, provider=outcome.provider,
+            prompt_tokens=outcome.usage.prompt_tokens, completion_tokens=outcome.usage.completion_tokens,
+            cost_nano=cost, provider_cost_nano=outcome.usage.provider_cost_nano,
+            status=outcome.status, latency_ms=int((now - outcome.started) * 1000),
+            time_ms=int(time.time() * 1000), day=reservation.hold.day, month=reservation.hold.month,
+            request_id=outcome.request_id, table_cost_nano=table,
+        )
+        try:
+            await self._store.settle(reservation.id, record)
+        except StoreUnavailable:
+            # The reservation expires by itself; the spend of this one request is lost
+            # to the store but still counted in metrics and logged for reconciliation.
+            log.error("store unavailable at settlement; unrecorded usage: %s", record)
+        for observe in self.observers:
+            try:
+                observe(outcome, record)
+            except Exception:  # runs after the response: a failure here must not reach the client
+                log.exception("a settlement observer failed")
+        return record

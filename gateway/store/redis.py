@@ -1,0 +1,300 @@
+"""The Redis store: quotas, reservations, usage and keys shared by every gateway process.
+
+Each operation that touches more than one key is one Lua script, so it is atomic
+and costs one round trip. Key layout (`gw` is the prefix):
+
+    gw:{team}:rpm                   zset   request id -> admission time (ms); last 60 s
+    gw:{team}:tpm                   zset   "<id>:<tokens>" -> settle time (ms); last 60 s
+    gw:{team}:tpm:total             string sum of the tokens in gw:{team}:tpm
+    gw:{team}:reservations          hash   live reservation id -> "tokens|cost|day|month"
+    gw:{team}:reservations:expiry   zset   reservation id -> expiry (ms); a settled id stays
+                                           until then, as the tombstone that makes settlement
+                                           idempotent (see gateway.store.redis_scripts)
+    gw:{team}:held                  hash   "tokens", "d:<day>", "m:<month>" -> in-flight sums
+    gw:{team}:day:<YYYY-MM-DD>      hash   usage totals, and "<field>@<model>|<provider>"
+    gw:{team}:month:<YYYY-MM>       string settled nano-dollars
+    gw:{team}:records               stream per-request records, newest last
+    gw:{teams}:all                  set    teams that have records (for records(None))
+    gw:{keys}:by_hash, :by_id, :revoked, :version   API keys
+
+The braces are Redis Cluster hash tags: all of a team's keys live in one slot, so
+a script may touch any of them. Time inside scripts is the server's TIME, so all
+gateway processes agree on windows and expiries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import fields, replace
+from datetime import date, timedelta
+from typing import Any
+
+import orjson
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+
+from gateway.ids import new_id
+from gateway.store.base import Admission, DailyUsage, Hold, KeyRecord, Limits, StoreUnavailable, UsageRecord
+
+from gateway.store.redis_scripts import SCRIPTS
+from gateway.store.resp import ReplyError, RespClient
+from gateway.store.windows import (
+    ROUTE_FIELDS,
+    WINDOW_MS,
+    check_amounts,
+    next_day_ms,
+    next_month_ms,
+    retry_after_s,
+)
+
+USAGE_TTL_S = 400 * 86_400  # daily usage outlives a year of reports
+
+
+class RedisStore:
+    """A `Store` on Redis (`redis://`), shared by all gateway processes.
+
+    Every socket wait is bounded by `timeout_s`; any failure to get an answer
+    raises StoreUnavailable. Broken connections are replaced on the next call,
+    so the store recovers by itself when Redis comes back.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float = 0.5,
+        *,
+        prefix: str = "gw",
+        max_records: int = 100_000,
+        max_connections: int = 64,
+        usage_ttl_s: int = USAGE_TTL_S,
+    ) -> None:
+        # No retries: a retried admit could reserve twice, and a caller waiting on a
+        # dead Redis should hear about it after one timeout, not after backoffs.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout_s,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._redis = Redis.from_pool(pool)
+        # Admission and settlement, once per request each, go through a lean pipelined client
+        # (measured: a third of redis-py's CPU per call), bounded like every other call. It
+        # speaks plain TCP only; TLS and unix sockets stay on redis-py.
+        self._fast = RespClient(url, 3 * timeout_s) if url.startswith("redis://") else None
+        self._prefix = prefix
+        self._max_records = max_records
+        self._usage_ttl_s = usage_ttl_s
+        self._known_teams: set[str] = set()  # teams this process has put in the team set
+        # Connect, send, and a reload after SCRIPT FLUSH each get one timeout.
+        self._deadline_s = 3 * timeout_s
+
+    async def admit(self, hold: Hold, limits: Limits) -> Admission:
+        check_amounts(hold.tokens, hold.cost_nano)
+        reservation_id = new_id()
+        keys = self._team_keys(hold.team, "rpm", "tpm", "tpm:total", "reservations",
+                               "reservations:expiry", "held", f"day:{hold.day}", f"month:{hold.month}")
+        args = (
+            reservation_id, hold.tokens, hold.cost_nano, hold.day, hold.month,
+            round(hold.ttl_s * 1000), _limit(limits.rpm), _limit(limits.tpm),
+            _limit(limits.budget_day_nano), _limit(limits.budget_month_nano),
+            next_day_ms(hold.day), next_month_ms(hold.month),
+        )
+        reply = await self._fast_run("admit", keys, args)
+        admitted, refused_by, wait_ms, requests, tokens, tokens_reset_ms = reply
+        if not admitted:
+            return Admission(admitted=False, refused_by=refused_by.decode(), retry_after_s=retry_after_s(wait_ms))
+        return Admission(
+            admitted=True,
+            reservation_id=reservation_id,
+            requests_remaining=None if limits.rpm is None else limits.rpm - requests,
+            tokens_remaining=None if limits.tpm is None else limits.tpm - tokens,
+            requests_reset_s=WINDOW_MS / 1000,
+            tokens_reset_s=tokens_reset_ms / 1000,
+        )
+
+    async def settle(self, reservation_id: str | None, usage: UsageRecord) -> bool:
+        check_amounts(usage.prompt_tokens, usage.completion_tokens, usage.cost_nano)
+        keys = self._team_keys(usage.team, "tpm", "tpm:total", "reservations", "reservations:expiry",
+                               "held", f"day:{usage.day}", f"month:{usage.month}", "records")
+        args = (
+            reservation_id or "", reservation_id or new_id(),
+            usage.prompt_tokens + usage.completion_tokens, usage.cost_nano,
+            "" if usage.provider_cost_nano is None else usage.provider_cost_nano,
+            usage.prompt_tokens, usage.completion_tokens, f"{usage.model}|{usage.provider}",
+            orjson.dumps(usage), self._max_records, self._usage_ttl_s,
+        )
+        if usage.team in self._known_teams:
+            recorded = await self._fast_run("settle", keys, args)
+        else:
+            async with self._answering():
+                recorded = await self._settle_first(usage.team, keys, args)
+        return bool(recorded)
+
+    async def _settle_first(self, team: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Settle and add the team to the set records(None) reads, in one round trip.
+
+        The set has its own hash slot, so it cannot be written by the script; this
+        process adds each team once, which is enough since the set never expires.
+        """
+        script = SCRIPTS["settle"]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            pipe.sadd(self._key("teams", "all"), team)
+            recorded, _ = await pipe.execute(raise_on_error=False)
+        if isinstance(recorded, NoScriptError):
+            recorded = await self._redis.eval(script.source, len(keys), *keys, *args)
+        elif isinstance(recorded, Exception):
+            raise recorded
+        self._known_teams.add(team)
+        return recorded
+
+    async def spend(self, team: str, day: str, month: str) -> tuple[int, int]:
+        keys = self._team_keys(team, "reservations", "reservations:expiry", "held", f"day:{day}", f"month:{month}")
+        async with self._answering():
+            day_nano, month_nano = await self._run("spend", keys, (day, month))
+        return int(day_nano), int(month_nano)
+
+    async def usage(self, team: str, first_day: str, last_day: str) -> list[DailyUsage]:
+        days = _days(first_day, last_day)
+        async with self._answering():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for day in days:
+                    pipe.hgetall(self._key(team, f"day:{day}"))
+                totals = await pipe.execute()
+        return [_daily_usage(day, found) for day, found in zip(days, totals) if found]
+
+    async def records(self, team: str | None = None, count: int = 100) -> list[UsageRecord]:
+        async with self._answering():
+            if team is not None:
+                teams = [team]
+            else:
+                teams = sorted(t.decode() for t in await self._redis.smembers(self._key("teams", "all")))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name in teams:
+                    pipe.xrevrange(self._key(name, "records"), count=count)
+                streams = await pipe.execute()
+        # Stream ids are "<server ms>-<seq>", so they order records across teams too.
+        entries = sorted((entry for stream in streams for entry in stream), key=_stream_order, reverse=True)
+        return [_usage_record(values[b"r"]) for _, values in entries[:count]]
+
+    async def add_key(self, record: KeyRecord) -> None:
+        keys = self._keys_keys("by_hash", "by_id", "revoked", "version")
+        args = (record.key_id, record.key_hash, orjson.dumps(record), "1" if record.revoked else "0")
+        async with self._answering():
+            await self._run("add_key", keys, args)
+
+    async def revoke_key(self, key_id: str) -> bool:
+        keys = self._keys_keys("by_id", "revoked", "version")
+        async with self._answering():
+            return bool(await self._run("revoke_key", keys, (key_id,)))
+
+    async def keys(self, team: str | None = None) -> list[KeyRecord]:
+        async with self._answering():
+            values, revoked_ids = await self._run("list_keys", self._keys_keys("by_hash", "revoked"), ())
+        revoked = {key_id.decode() for key_id in revoked_ids}
+        found = []
+        for value in values:
+            record = _from_json(KeyRecord, value)
+            if team is None or record.team == team:
+                found.append(replace(record, revoked=record.key_id in revoked))
+        return sorted(found, key=lambda r: (r.created_ms, r.key_id))
+
+    async def keys_version(self) -> int:
+        async with self._answering():
+            return int(await self._redis.get(self._key("keys", "version")) or 0)
+
+    async def ping(self) -> None:
+        async with self._answering():
+            await self._redis.ping()
+
+    async def close(self) -> None:
+        if self._fast is not None:
+            await self._fast.close()
+        try:
+            await self._redis.aclose()
+        except (RedisError, OSError):
+            pass  # closing a connection to a Redis that is gone cannot fail usefully
+
+    @asynccontextmanager
+    async def _answering(self) -> AsyncIterator[None]:
+        """Turn every way of not getting an answer into StoreUnavailable."""
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                yield
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"redis: {exc.__class__.__name__}: {exc}") from exc
+
+    async def _fast_run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """A script through the pipelined client; its own watchdog bounds the wait."""
+        if self._fast is None:
+            async with self._answering():
+                return await self._run(name, keys, args)
+        script = SCRIPTS[name]
+        try:
+            try:
+                return await self._fast.call("EVALSHA", script.sha, len(keys), *keys, *args)
+            except ReplyError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                return await self._fast.call("EVAL", script.source, len(keys), *keys, *args)
+        except (ReplyError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"redis: {exc.__class__.__name__}: {exc}") from exc
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        script = SCRIPTS[name]
+        try:
+            return await self._redis.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # Redis restarted or its script cache was flushed; EVAL caches it again.
+            return await self._redis.eval(script.source, len(keys), *keys, *args)
+
+    def _key(self, tag: str, name: str) -> str:
+        return f"{self._prefix}:{{{tag}}}:{name}"
+
+    def _team_keys(self, team: str, *names: str) -> list[str]:
+        return [self._key(team, name) for name in names]
+
+    def _keys_keys(self, *names: str) -> list[str]:
+        return [self._key("keys", name) for name in names]
+
+
+def _limit(value: int | None) -> int | str:
+    return "" if value is None else value
+
+
+def _days(first_day: str, last_day: str) -> list[str]:
+    first, last = date.fromisoformat(first_day), date.fromisoformat(last_day)
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+def _daily_usage(day: str, found: dict[bytes, bytes]) -> DailyUsage:
+    totals = DailyUsage(day=day)
+    for raw_name, raw_amount in found.items():
+        name, amount = raw_name.decode(), int(raw_amount)
+        field_name, _, route = name.partition("@")
+        if route:
+            totals.by_route.setdefault(route, dict.fromkeys(ROUTE_FIELDS, 0))[field_name] = amount
+        elif field_name in ROUTE_FIELDS:
+            setattr(totals, field_name, amount)
+    return totals
+
+
+def _stream_order(entry: tuple[bytes, Any]) -> tuple[int, int]:
+    ms, _, seq = entry[0].partition(b"-")
+    return int(ms), int(seq)
+
+
+def _from_json(kind: type, raw: bytes) -> Any:
+    """Rebuild a dataclass, ignoring fields a newer gateway may have added."""
+    data = orjson.loads(raw)
+    return kind(**{f.name: data[f.name] for f in fields(kind) if f.name in data})
+
+
+def _usage_record(raw: bytes) -> UsageRecord:
+    return _from_json(UsageRecord, raw)

@@ -1,0 +1,306 @@
+"""The Lua scripts of the Redis store: each multi-key operation is one of them, atomic.
+
+Keys arrive hash-tagged per team (see gateway.store.redis), so each script touches one
+Redis Cluster slot; "now" is the server's TIME, so every gateway process agrees.
+
+Settlement is idempotent without a key per request. Settling a live reservation gives its
+holds back and deletes it from the `reservations` hash, but leaves its id in
+`reservations:expiry`, at its expiry, as a tombstone: an id in the zset with a future
+score and not in the hash has been settled, and a second settle records nothing. The
+purge that already walks the zset (in admit and spend; at most PURGE_BATCH ids a call,
+so a backlog after a burst drains over a few calls instead of stalling Redis) gives back
+the holds of expired live reservations and forgets expired tombstones, so what settlement
+remembers is bounded by the admissions of the last reservation ttl, and nothing of a
+request is left once its reservation's expiry has passed. An id whose time is up or that
+is unknown (expired before settlement, purged, never admitted) is recorded, and is
+remembered for SETTLED_GRACE_MS so that a retried late settlement is not counted twice.
+Rolling upgrade from the `settled:<id>` marker: both versions keep reservations alike;
+only an id settled once by each version would be recorded twice, and the old markers
+expire by themselves within their 24 h.
+
+TTLs still bound every key, but are not re-issued on every call, and nothing needs
+Redis 7 (no EXPIRE NX/GT; any Redis >= 5 runs these scripts):
+  - keys whose content rolls (rpm, tpm, tpm:total, reservations, reservations:expiry,
+    held) are read with PTTL (a read: neither replicated nor appended to the AOF) and
+    re-expired, to twice what the call needs, only when less than that is left: a busy
+    key gets one PEXPIRE per period instead of one per call (a key made again because
+    it had emptied, as reservations and held are whenever a team has nothing in flight,
+    still needs its one). Where the script already asked whether a key exists (the tpm
+    log) or knows it was just made (an rpm log emptied by its trim), that answer serves.
+    held gets no later deadline than reservations and its expiry zset, so it never
+    outlives the reservations it sums;
+  - usage keys (day, month, records) get their TTL when the day's hash is created (its
+    "requests" HINCRBY answers 1) and the month's counter when it is (INCRBY answers the
+    amount added): a day's keys are written during that day, so they outlive their last
+    write by the usage ttl less at most a day. A usage ttl under USAGE_REFRESH_MIN_S
+    falls back to refreshing them on every call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from gateway.store.windows import SETTLED_GRACE_MS, WINDOW_MS
+
+PURGE_BATCH = 1_000  # most expired ids one call purges, so a backlog never blocks Redis long
+USAGE_REFRESH_MIN_S = 2 * 86_400  # below this, day/month/records TTLs are refreshed per call
+
+_COMMON = """
+local WINDOW = %(window)d
+local SETTLED_GRACE = %(grace)d
+local PURGE_BATCH = %(batch)d
+
+local function clock_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function num(value)
+  return tonumber(value) or 0
+end
+
+-- Amounts travel as strings: Lua prints numbers past 14 digits as 1e+14.
+local function hold(held, field, amount)
+  if amount ~= '0' then redis.call('HINCRBY', held, field, amount) end
+end
+
+local function unhold(held, field, amount)
+  if amount ~= '0' and redis.call('HINCRBY', held, field, '-' .. amount) <= 0 then
+    redis.call('HDEL', held, field)
+  end
+end
+
+-- Give back the holds of a reservation, from its "tokens|cost|day|month" value.
+local function unhold_all(held, r)
+  local tokens, cost, day, month = string.match(r, '^(%%d+)|(%%d+)|([^|]*)|([^|]*)$')
+  unhold(held, 'tokens', tokens)
+  unhold(held, 'd:' .. day, cost)
+  unhold(held, 'm:' .. month, cost)
+end
+
+-- Make `key` live at least `need` ms more; re-expire (to twice that) only when it would not.
+-- Returns the ms it has left.
+local function keep(key, need)
+  local left = redis.call('PTTL', key)
+  if left >= need then return left end
+  redis.call('PEXPIRE', key, 2 * need)
+  return 2 * need
+end
+
+-- Ids whose time is up leave the expiry zset: a live reservation (left by a gateway that
+-- died mid-request) gives its holds back; a tombstone (settled) is simply forgotten.
+-- At most PURGE_BATCH per call, lowest expiry first; a backlog drains over the next calls.
+local function purge(reservations, expiry, held, now)
+  local due = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, PURGE_BATCH)
+  if #due == 0 then return end
+  local found = redis.call('HMGET', reservations, unpack(due))
+  for i = 1, #due do
+    if found[i] then
+      unhold_all(held, found[i])
+      redis.call('HDEL', reservations, due[i])
+    end
+  end
+  -- The due ids are exactly the lowest-ranked ones.
+  redis.call('ZREMRANGEBYRANK', expiry, 0, #due - 1)
+end
+
+local function logged_tokens(member)
+  return tonumber(string.match(member, ':(%%d+)$'))
+end
+
+-- Drop settled tokens older than the window; returns what is left in it, and the log's
+-- PTTL (-2 when the log does not exist).
+local function window_tokens(log, total, now)
+  local cutoff = now - WINDOW
+  local old = redis.call('ZRANGEBYSCORE', log, '-inf', cutoff)
+  if #old > 0 then
+    local gone = 0
+    for _, member in ipairs(old) do gone = gone + logged_tokens(member) end
+    redis.call('ZREMRANGEBYSCORE', log, '-inf', cutoff)
+    redis.call('DECRBY', total, string.format('%%d', gone))
+  end
+  local pttl = redis.call('PTTL', log)
+  if pttl == -2 then
+    redis.call('DEL', total)
+    return 0, pttl
+  end
+  return num(redis.call('GET', total)), pttl
+end
+""" % {"window": WINDOW_MS, "grace": SETTLED_GRACE_MS, "batch": PURGE_BATCH}
+
+_ADMIT = """
+-- KEYS: rpm, tpm, tpm:total, reservations, reservations:expiry, held, day:<day>, month:<month>
+-- ARGV: id, tokens, cost, day, month, ttl ms, rpm, tpm, budget day, budget month,
+--       day end ms, month end ms (limits are '' when unlimited)
+local rpm_log, tpm_log, tpm_total, reservations, expiry, held, day_usage, month_spend = unpack(KEYS)
+local id, tokens_s, cost_s, day, month = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local tokens, cost, ttl = tonumber(tokens_s), tonumber(cost_s), tonumber(ARGV[6])
+local rpm, tpm = tonumber(ARGV[7]), tonumber(ARGV[8])
+local budget_day, budget_month = tonumber(ARGV[9]), tonumber(ARGV[10])
+local now = clock_ms()
+
+purge(reservations, expiry, held, now)
+redis.call('ZREMRANGEBYSCORE', rpm_log, '-inf', now - WINDOW)
+local requests = redis.call('ZCARD', rpm_log)
+local counted = window_tokens(tpm_log, tpm_total, now) + num(redis.call('HGET', held, 'tokens'))
+
+if rpm and requests + 1 > rpm then
+  if rpm < 1 then return {0, 'rpm', WINDOW, 0, 0, 0} end
+  -- One more fits once the oldest (requests + 1 - rpm) have left the window.
+  local leaving = redis.call('ZRANGE', rpm_log, requests - rpm, requests - rpm, 'WITHSCORES')
+  return {0, 'rpm', tonumber(leaving[2]) + WINDOW - now, 0, 0, 0}
+end
+if tpm and counted + tokens > tpm then
+  if tokens > tpm then return {0, 'tpm', WINDOW, 0, 0, 0} end
+  -- Walk the window from its oldest entry until enough tokens would have left it.
+  local excess, freed, at = counted + tokens - tpm, 0, now - WINDOW
+  local entries = redis.call('ZRANGE', tpm_log, 0, -1, 'WITHSCORES')
+  for i = 1, #entries, 2 do
+    freed = freed + logged_tokens(entries[i])
+    at = tonumber(entries[i + 1])
+    if freed >= excess then break end
+  end
+  return {0, 'tpm', at + WINDOW - now, 0, 0, 0}
+end
+if budget_day then
+  local spent = num(redis.call('HGET', day_usage, 'cost_nano')) + num(redis.call('HGET', held, 'd:' .. day))
+  if spent + cost > budget_day then return {0, 'budget_day', tonumber(ARGV[11]) - now, 0, 0, 0} end
+end
+if budget_month then
+  local spent = num(redis.call('GET', month_spend)) + num(redis.call('HGET', held, 'm:' .. month))
+  if spent + cost > budget_month then return {0, 'budget_month', tonumber(ARGV[12]) - now, 0, 0, 0} end
+end
+
+redis.call('ZADD', rpm_log, now, id)
+-- An empty log was deleted by the trim: the one just made has no TTL yet.
+if requests == 0 then redis.call('PEXPIRE', rpm_log, 2 * WINDOW) else keep(rpm_log, WINDOW) end
+redis.call('HSET', reservations, id, tokens_s .. '|' .. cost_s .. '|' .. day .. '|' .. month)
+redis.call('ZADD', expiry, now + ttl, id)
+hold(held, 'tokens', tokens_s)
+hold(held, 'd:' .. day, cost_s)
+hold(held, 'm:' .. month, cost_s)
+-- The three keys outlive this reservation's expiry by at least a window. held, when it needs
+-- a TTL, gets no later deadline than the two it sums, so it never outlives them.
+local left = math.min(keep(reservations, ttl + WINDOW), keep(expiry, ttl + WINDOW))
+local held_left = redis.call('PTTL', held)
+if held_left ~= -2 and held_left < ttl + WINDOW then redis.call('PEXPIRE', held, left) end
+local reset = 0
+local newest = redis.call('ZRANGE', tpm_log, -1, -1, 'WITHSCORES')
+if #newest > 0 then reset = tonumber(newest[2]) + WINDOW - now end
+return {1, '', 0, requests + 1, counted + tokens, reset}
+"""
+
+_SETTLE = """
+-- KEYS: tpm, tpm:total, reservations, reservations:expiry, held, day:<day>, month:<month>, records
+-- ARGV: reservation id ('' for none), log id, tokens, cost, provider cost ('' if unknown),
+--       prompt tokens, completion tokens, "model|provider", record, max records, usage ttl s
+local tpm_log, tpm_total, reservations, expiry, held, day_usage, month_spend, records = unpack(KEYS)
+local id, tokens, cost, provider_cost = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
+local prompt, completion, route, usage_ttl = ARGV[6], ARGV[7], ARGV[8], ARGV[11]
+local now = clock_ms()
+
+-- No purge here (admit and spend purge before they count holds): the answer depends only
+-- on the id's own entry. In the expiry zset with a future score, it is live (in the hash)
+-- or settled (a tombstone); with a past score, or absent, its time is up: it is recorded
+-- and remembered SETTLED_GRACE more, so a retry of a late settlement is not counted twice.
+if id ~= '' then
+  local expires = redis.call('ZSCORE', expiry, id)
+  local r = redis.call('HGET', reservations, id)
+  if r then
+    -- Live (or expired but not purged yet): give its holds back. Its id stays in the
+    -- expiry zset as the tombstone.
+    unhold_all(held, r)
+    redis.call('HDEL', reservations, id)
+  elseif expires and tonumber(expires) > now then
+    return 0  -- settled already
+  end
+  if not expires or tonumber(expires) <= now then
+    redis.call('ZADD', expiry, now + SETTLED_GRACE, id)
+    keep(expiry, SETTLED_GRACE)
+  end
+end
+
+if tokens ~= '0' then
+  local _, pttl = window_tokens(tpm_log, tpm_total, now)
+  redis.call('ZADD', tpm_log, now, ARGV[2] .. ':' .. tokens)
+  redis.call('INCRBY', tpm_total, tokens)
+  -- The log and its total are created, and re-expired, together.
+  if pttl < WINDOW then
+    redis.call('PEXPIRE', tpm_log, 2 * WINDOW)
+    redis.call('PEXPIRE', tpm_total, 2 * WINDOW)
+  end
+end
+
+-- The first request of a day creates its hash: that is when the usage keys get their TTL.
+local refresh = redis.call('HINCRBY', day_usage, 'requests', 1) == 1 or tonumber(usage_ttl) < %(refresh_min)d
+redis.call('HINCRBY', day_usage, 'requests@' .. route, 1)
+local totals = {prompt_tokens = prompt, completion_tokens = completion, cost_nano = cost}
+if provider_cost ~= '' then totals.provider_cost_nano = provider_cost end
+for name, amount in pairs(totals) do
+  redis.call('HINCRBY', day_usage, name, amount)
+  redis.call('HINCRBY', day_usage, name .. '@' .. route, amount)
+end
+if refresh then redis.call('EXPIRE', day_usage, usage_ttl) end
+-- A month's counter is made by the INCRBY that answers the amount added (a zero adds nothing).
+if cost ~= '0' and redis.call('INCRBY', month_spend, cost) == tonumber(cost) or refresh then
+  redis.call('EXPIRE', month_spend, usage_ttl)
+end
+redis.call('XADD', records, 'MAXLEN', '~', ARGV[10], '*', 'r', ARGV[9])
+if refresh then redis.call('EXPIRE', records, usage_ttl) end
+return 1
+""" % {"refresh_min": USAGE_REFRESH_MIN_S}
+
+_SPEND = """
+-- KEYS: reservations, reservations:expiry, held, day:<day>, month:<month>; ARGV: day, month
+local reservations, expiry, held, day_usage, month_spend = unpack(KEYS)
+purge(reservations, expiry, held, clock_ms())
+return {
+  num(redis.call('HGET', day_usage, 'cost_nano')) + num(redis.call('HGET', held, 'd:' .. ARGV[1])),
+  num(redis.call('GET', month_spend)) + num(redis.call('HGET', held, 'm:' .. ARGV[2])),
+}
+"""
+
+_ADD_KEY = """
+-- KEYS: by_hash, by_id, revoked, version; ARGV: key id, key hash, record, revoked ('1'/'0')
+local by_hash, by_id, revoked, version = unpack(KEYS)
+local previous = redis.call('HGET', by_id, ARGV[1])
+if previous and previous ~= ARGV[2] then redis.call('HDEL', by_hash, previous) end
+redis.call('HSET', by_hash, ARGV[2], ARGV[3])
+redis.call('HSET', by_id, ARGV[1], ARGV[2])
+if ARGV[4] == '1' then redis.call('SADD', revoked, ARGV[1]) else redis.call('SREM', revoked, ARGV[1]) end
+return redis.call('INCR', version)
+"""
+
+_REVOKE_KEY = """
+-- KEYS: by_id, revoked, version; ARGV: key id
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then redis.call('INCR', KEYS[3]) end
+return 1
+"""
+
+_LIST_KEYS = """
+-- KEYS: by_hash, revoked
+return {redis.call('HVALS', KEYS[1]), redis.call('SMEMBERS', KEYS[2])}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Script:
+    source: bytes
+    sha: str
+
+    @classmethod
+    def of(cls, body: str, *, common: bool = True) -> _Script:
+        source = ((_COMMON if common else "") + body).encode()
+        return cls(source, hashlib.sha1(source).hexdigest())
+
+
+SCRIPTS = {
+    "admit": _Script.of(_ADMIT),
+    "settle": _Script.of(_SETTLE),
+    "spend": _Script.of(_SPEND),
+    "add_key": _Script.of(_ADD_KEY, common=False),
+    "revoke_key": _Script.of(_REVOKE_KEY, common=False),
+    "list_keys": _Script.of(_LIST_KEYS, common=False),
+}

@@ -1,0 +1,260 @@
+"""Quotas and spend, end to end: two gateway processes sharing one real Redis, fake
+providers that keep their own bills, and a team whose budget runs out mid-way."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import httpx
+import pytest
+
+from gateway.money import token_cost, usd_to_nano
+from gateway.store.redis import RedisStore
+from tests.fakes import FakeProvider
+from tests.gateway_process import GatewayProcess
+
+KEY = "sk-team-alpha"
+PRICE_IN, PRICE_OUT = 1.0, 2.0  # USD per million tokens, as the fakes price them
+PROMPT = "one two three four five six seven eight nine ten"  # ten tokens for the fakes
+
+
+def config(fakes: dict[str, FakeProvider], redis_url: str, abandoned_streams: str = "close", **team: object) -> dict:
+    price = {"input_per_mtok": PRICE_IN, "output_per_mtok": PRICE_OUT}
+    return {
+        "store": {"url": redis_url},
+        "providers": {
+            kind: {"kind": kind, "base_url": fakes[kind].base_url, "api_key": fakes[kind].api_key,
+                   "abandoned_streams": abandoned_streams}
+            for kind in ("openai", "deepinfra")
+        },
+        "models": {
+            "m-openai": {"routes": [{"provider": "openai", "model": "gpt-4o-mini", "price": price}]},
+            "m-deepinfra": {"routes": [{"provider": "deepinfra", "model": "meta-llama/Meta-Llama-3.1-8B-Instruct",
+                                        "price": price}]},
+        },
+        "teams": {"alpha": {"keys": [KEY], **team}, "beta": {"keys": ["sk-team-beta"], "models": ["m-openai"]}},
+        "server": {"admin_key": "admin-secret"},
+    }
+
+
+@pytest.fixture
+def fakes():
+    # A token every 20 ms, as real servers stream: a provider notices a disconnect before
+    # its next token, so what it bills for a cut stream is what the gateway received.
+    started = {kind: FakeProvider(kind, completion_tokens=8, token_delay_s=0.02,
+                                  price_in_per_mtok=PRICE_IN, price_out_per_mtok=PRICE_OUT).start()
+               for kind in ("openai", "deepinfra")}
+    yield started
+    for fake in started.values():
+        fake.stop()
+
+
+def bill_nano(prompt_tokens: int, completion_tokens: int) -> int:
+    return token_cost(prompt_tokens, usd_to_nano(PRICE_IN)) + token_cost(completion_tokens, usd_to_nano(PRICE_OUT))
+
+
+async def one_request(client: httpx.AsyncClient, base: str, model: str, stream: bool, disconnect: bool,
+                      max_tokens: int = 8) -> tuple:
+    request_id = uuid.uuid4().hex
+    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens,
+            "stream": stream}
+    headers = {"authorization": f"Bearer {KEY}", "x-request-id": request_id}
+    async with client.stream("POST", base + "/chat/completions", json=body, headers=headers) as response:
+        if response.status_code == 200 and disconnect:
+            async for _ in response.aiter_bytes():
+                break  # the client goes away after its first bytes
+            return request_id, 499
+        await response.aread()
+        return request_id, response.status_code
+
+
+def test_budget_holds_and_spend_matches_the_providers_bills_across_two_gateways(fakes, redis_process):
+    budget_usd = 0.004  # about 150 of the 300 requests' actual cost
+    # Streams the clients abandon are read to their usage, so they too are billed exactly.
+    cfg = config(fakes, redis_process.url, abandoned_streams="finish", budget_usd={"day": budget_usd, "month": 100})
+    with GatewayProcess(cfg) as first, GatewayProcess(cfg) as second:
+        async def load() -> list[tuple]:
+            limits = httpx.Limits(max_connections=40)
+            async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+                jobs = []
+                for i in range(300):
+                    base = (first if i % 2 else second).base_url
+                    model = "m-deepinfra" if i % 3 == 0 else "m-openai"
+                    jobs.append(one_request(client, base, model, stream=i % 4 < 2, disconnect=i % 20 == 1))
+                return await asyncio.gather(*jobs)
+
+        results = asyncio.run(load())
+        admitted = {rid for rid, status in results if status in (200, 499)}
+        records = settled_records(redis_process.url, "alpha", len(admitted))
+
+    statuses = [status for _, status in results]
+    assert statuses.count(429) > 0, "the budget should run out mid-way"
+    assert set(statuses) <= {200, 429, 499}
+    # every admitted request recorded exactly once, and nothing else
+    assert sorted(r.request_id for r in records) == sorted(admitted)
+    spent = sum(r.cost_nano for r in records)
+    assert spent <= usd_to_nano(budget_usd)
+    # What the gateway recorded is what the providers billed, to the nano-dollar, for every
+    # admitted request, the streams whose clients left included.
+    bills = [b for fake in fakes.values() for b in fake.ledger]
+    assert statuses.count(499) > 0 and not any(b.disconnected for b in bills)
+    assert len(bills) == len(records)
+    assert spent == sum(b.cost_usd_nano for b in bills)
+    assert sum(r.prompt_tokens for r in records) == sum(b.prompt_tokens for b in bills)
+    assert sum(r.completion_tokens for r in records) == sum(b.completion_tokens for b in bills)
+    assert all(r.completion_tokens == 8 and r.prompt_tokens == 10 for r in records if r.status == 499)
+
+
+def test_streams_cut_at_a_provider_that_stops_are_billed_for_what_reached_the_gateway(fakes, redis_process):
+    """`abandoned_streams: close`: the generation stops at once, and no usage ever comes.
+
+    A provider bills every token it generated before it saw the cut, the gateway counts
+    every token that reached it, so at most the one token per stream still on the wire can
+    differ; the prompt is estimated from its size.
+    """
+    for fake in fakes.values():
+        fake.completion_tokens = 200  # four seconds each: only a cut ends them early
+    with GatewayProcess(config(fakes, redis_process.url, abandoned_streams="close")) as gw:
+        async def load() -> list[tuple]:
+            async with httpx.AsyncClient(timeout=30) as client:
+                return await asyncio.gather(*(
+                    one_request(client, gw.base_url, "m-deepinfra" if i % 2 else "m-openai", stream=True,
+                                disconnect=True, max_tokens=200) for i in range(10)))
+
+        results = asyncio.run(load())
+        records = settled_records(redis_process.url, "alpha", len(results))
+    cut = [b for fake in fakes.values() for b in fake.ledger]
+    assert [status for _, status in results] == [499] * 10
+    assert len(records) == len(cut) == 10 and all(b.disconnected for b in cut)
+    received = sum(r.completion_tokens for r in records)
+    billed = sum(b.completion_tokens for b in cut)
+    assert billed - len(cut) <= received <= billed < 10 * 200
+    assert all(10 <= r.prompt_tokens <= 30 for r in records)
+
+
+def settled_records(url: str, team: str, expected: int, timeout_s: float = 10.0) -> list:
+    """The team's records once `expected` have landed (settlement runs after each response)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = asyncio.run(_records(url, team))
+        if len(records) >= expected or time.monotonic() > deadline:
+            time.sleep(0.2)  # and a moment more, so a record written twice would show
+            return asyncio.run(_records(url, team))
+        time.sleep(0.1)
+
+
+async def _records(url: str, team: str) -> list:
+    store = RedisStore(url)
+    try:
+        return await store.records(team, count=10_000)
+    finally:
+        await store.close()
+
+
+def test_rate_limit_refuses_with_retry_after_and_openai_headers(fakes, redis_process):
+    with GatewayProcess(config(fakes, redis_process.url, rpm=3)) as gw:
+        headers = {"authorization": f"Bearer {KEY}"}
+        body = {"model": "m-openai", "messages": [{"role": "user", "content": "hi"}]}
+        answers = [httpx.post(gw.base_url + "/chat/completions", json=body, headers=headers) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[0].headers["x-ratelimit-limit-requests"] == "3"
+    assert answers[2].headers["x-ratelimit-remaining-requests"] == "0"
+    refused = answers[3]
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+
+
+def test_spent_budget_is_insufficient_quota(fakes, redis_process):
+    with GatewayProcess(config(fakes, redis_process.url, budget_usd={"day": 0.0000001})) as gw:
+        answer = httpx.post(gw.base_url + "/chat/completions", headers={"authorization": f"Bearer {KEY}"},
+                            json={"model": "m-openai", "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 429
+    assert answer.json()["error"]["code"] == answer.json()["error"]["type"] == "insufficient_quota"
+    assert [r for r in fakes["openai"].requests if r.method == "POST"] == []
+
+
+def test_keys_decide_the_team_and_its_models(fakes, redis_process):
+    with GatewayProcess(config(fakes, redis_process.url)) as gw:
+        body = {"model": "m-deepinfra", "messages": [{"role": "user", "content": "hi"}]}
+        missing = httpx.post(gw.base_url + "/chat/completions", json=body)
+        wrong = httpx.post(gw.base_url + "/chat/completions", json=body, headers={"authorization": "Bearer nope"})
+        other_team = httpx.post(gw.base_url + "/chat/completions", json=body,
+                                headers={"authorization": "Bearer sk-team-beta"})
+        listed = httpx.get(gw.base_url + "/models", headers={"authorization": "Bearer sk-team-beta"})
+    assert (missing.status_code, missing.json()["error"]["code"]) == (401, "invalid_api_key")
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (401, "invalid_api_key")
+    assert (other_team.status_code, other_team.json()["error"]["code"]) == (403, "model_not_allowed")
+    assert [m["id"] for m in listed.json()["data"]] == ["m-openai"]
+
+
+def test_redis_down_is_a_quick_503_and_the_gateway_recovers(fakes, redis_process):
+    with GatewayProcess(config(fakes, redis_process.url)) as gw:
+        def ask() -> tuple[int, float]:
+            started = time.monotonic()
+            answer = httpx.post(gw.base_url + "/chat/completions", timeout=10,
+                                headers={"authorization": f"Bearer {KEY}"},
+                                json={"model": "m-openai", "messages": [{"role": "user", "content": "hi"}]})
+            return answer.status_code, time.monotonic() - started
+
+        assert ask()[0] == 200
+        redis_process.stop()
+        status, took = ask()
+        assert status == 503 and took < 3.0
+        assert httpx.get(gw.url + "/readyz").status_code == 503
+        redis_process.start()
+        deadline = time.monotonic() + 5
+        while ask()[0] != 200:
+            assert time.monotonic() < deadline, "the gateway did not recover when Redis came back"
+            time.sleep(0.2)
+        assert httpx.get(gw.url + "/readyz").status_code == 200
+
+
+def test_redis_down_admits_unmetered_when_configured_to(fakes, redis_process):
+    cfg = config(fakes, redis_process.url)
+    cfg["store"]["on_failure"] = "allow"
+    with GatewayProcess(cfg) as gw:
+        redis_process.stop()
+        answer = httpx.post(gw.base_url + "/chat/completions", timeout=10, headers={"authorization": f"Bearer {KEY}"},
+                            json={"model": "m-openai", "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 200
+
+
+def test_revoked_key_stops_working_on_every_worker_within_a_second(fakes, redis_process):
+    with GatewayProcess(config(fakes, redis_process.url), workers=2) as gw:
+        admin = {"authorization": "Bearer admin-secret"}
+        created = httpx.post(gw.url + "/admin/keys", json={"team": "alpha", "name": "ci"}, headers=admin)
+        assert created.status_code == 201
+        key, key_id = created.json()["key"], created.json()["id"]
+        body = {"model": "m-openai", "messages": [{"role": "user", "content": "hi"}]}
+        auth = {"authorization": f"Bearer {key}"}
+        deadline = time.monotonic() + 2
+        while httpx.post(gw.base_url + "/chat/completions", json=body, headers=auth).status_code != 200:
+            assert time.monotonic() < deadline
+        listed = httpx.get(gw.url + "/admin/keys", params={"team": "alpha"}, headers=admin).json()["data"]
+        assert [k["id"] for k in listed] == [key_id] and "key" not in listed[0]
+        assert httpx.delete(gw.url + f"/admin/keys/{key_id}", headers=admin).status_code == 200
+        revoked_at = time.monotonic()
+        time.sleep(1.0)
+        # many new connections, so both workers answer
+        statuses = {httpx.post(gw.base_url + "/chat/completions", json=body, headers=auth).status_code
+                    for _ in range(12)}
+        assert statuses == {401}, f"revoked key still served {time.monotonic() - revoked_at:.2f} s later"
+
+
+def test_usage_report_by_day_model_and_provider(fakes, redis_process):
+    with GatewayProcess(config(fakes, redis_process.url)) as gw:
+        auth = {"authorization": f"Bearer {KEY}"}
+        for model in ("m-openai", "m-openai", "m-deepinfra"):
+            httpx.post(gw.base_url + "/chat/completions", headers=auth,
+                       json={"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 8})
+        time.sleep(0.3)
+        report = httpx.get(gw.url + "/admin/usage", params={"team": "alpha"},
+                           headers={"authorization": "Bearer admin-secret"}).json()
+    totals = report["totals"]
+    assert (totals["requests"], totals["prompt_tokens"], totals["completion_tokens"]) == (3, 30, 24)
+    assert totals["cost_nano"] == 3 * bill_nano(10, 8)
+    routes = report["days"][0]["by_route"]
+    assert routes["m-openai|openai"]["requests"] == 2 and routes["m-deepinfra|deepinfra"]["requests"] == 1
+    assert routes["m-deepinfra|deepinfra"]["provider_cost_nano"] == bill_nano(10, 8)
