@@ -1,0 +1,178 @@
+"""Specifications of the background pollers: /metrics, /health and /v1/models, against loopback fakes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.config_load import parse_config
+from gateway.routing import Router, Signals
+from gateway.routing.signals import parse_load, parse_models
+from tests.fakes import FakeProvider
+
+REAL_VLLM_METRICS = """\
+# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="tiny"} 2.0
+vllm:num_requests_running{engine="1",model_name="tiny"} 1.0
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{engine="0",model_name="tiny"} 4.0
+vllm:num_requests_waiting_by_reason{engine="0",model_name="tiny",reason="capacity"} 9.0
+vllm:kv_cache_usage_perc{engine="0",model_name="tiny"} 0.25
+vllm:kv_cache_usage_perc{engine="1",model_name="tiny"} 0.5 1712345678000
+vllm:time_to_first_token_seconds_bucket{le="0.1",model_name="tiny"} 3.0
+"""
+
+
+def test_parse_load_reads_vllm_gauges_summed_over_engines() -> None:
+    assert parse_load(REAL_VLLM_METRICS) == {"running": 3.0, "waiting": 4.0, "kv": 0.5}
+    assert parse_load("vllm:gpu_cache_usage_perc 0.75\n") == {"kv": 0.75}  # the name before 0.10
+    assert parse_load("garbage\nvllm:num_requests_waiting{x=\"1\"} nan-ish\n") == {}
+
+
+def test_parse_models_reads_openai_lists_and_bare_lists() -> None:
+    assert parse_models(b'{"object":"list","data":[{"id":"a"},{"id":"b"}]}') == {"a", "b"}
+    assert parse_models(b'[{"id":"a"}]') == {"a"}
+    assert parse_models(b"<html>") is None and parse_models(b'{"error":"x"}') is None
+
+
+def build(fakes: dict[str, FakeProvider], models_poll_s: float = 60,
+          metrics_timeout_s: float = 5.0) -> tuple[Router, Signals]:
+    providers: dict[str, Any] = {}
+    routes = []
+    for name, fake in fakes.items():
+        if fake.kind == "vllm":
+            providers[name] = {"kind": "vllm", "endpoints": [fake.base_url]}
+        else:
+            providers[name] = {"kind": fake.kind, "base_url": fake.base_url, "api_key": fake.api_key}
+        routes.append({"provider": name, "model": fake.models[0]})
+    config = parse_config({"providers": providers, "models": {"m": {"routes": routes}},
+                           "routing": {"models_poll_s": models_poll_s, "metrics_poll_s": 0.1,
+                                       "metrics_timeout_s": metrics_timeout_s}}, {})
+    router = Router(config)
+    return router, Signals(config, router)
+
+
+async def test_poller_scrapes_waiting_running_and_kv_cache_from_a_vllm_server() -> None:
+    with FakeProvider("vllm", max_running=1, ttft_s=1.0) as fake:
+        router, signals = build({"pool": fake})
+        endpoint = router.endpoints["pool"][0]
+        body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
+        try:
+            async with aiohttp.ClientSession() as session:
+                busy = [asyncio.create_task(session.post(fake.base_url + "/chat/completions", json=body))
+                        for _ in range(3)]
+                await fake.await_until(lambda: fake.running == 1 and fake.waiting == 2)
+                await signals.poll_once()
+                assert (endpoint.running, endpoint.waiting, endpoint.kv_cache_usage) == (1.0, 2.0, 1.0)
+                assert endpoint.healthy and endpoint.scraped_at is not None
+                for task in busy:
+                    task.cancel()
+                await asyncio.gather(*busy, return_exceptions=True)
+        finally:
+            await signals.stop()
+        assert {p.path for p in fake.probes} == {"/health", "/metrics"}
+
+
+async def test_failed_health_probe_takes_a_member_out_and_a_passing_one_brings_it_back() -> None:
+    with FakeProvider("vllm") as fake:
+        router, signals = build({"pool": fake})
+        endpoint = router.endpoints["pool"][0]
+        try:
+            fake.kill_engine()
+            await signals.poll_once()
+            assert not endpoint.healthy and endpoint.waiting is None
+            fake.revive_engine()
+            await signals.poll_once()
+            assert endpoint.healthy and endpoint.waiting == 0.0
+        finally:
+            await signals.stop()
+
+
+async def test_a_member_too_busy_to_answer_its_metrics_has_no_room_until_it_answers() -> None:
+    with FakeProvider("vllm") as fake:
+        router, signals = build({"pool": fake}, metrics_timeout_s=0.2)
+        route, endpoint = router.routes["m"][0], router.endpoints["pool"][0]
+        try:
+            await signals.poll_once()
+            assert route.has_room(endpoint) and not endpoint.busy
+            fake.metrics_delay_s = 1.0
+            await signals.poll_once()
+            assert endpoint.busy and not route.has_room(endpoint) and endpoint.healthy
+            assert router.describe()["m"]["routes"][0]["endpoints"][0]["busy"] is True
+            fake.metrics_delay_s = 0.0
+            await signals.poll_once()
+            assert route.has_room(endpoint) and not endpoint.busy
+        finally:
+            await signals.stop()
+
+
+async def test_a_server_that_is_gone_is_down() -> None:
+    fake = FakeProvider("vllm").start()
+    router, signals = build({"pool": fake})
+    fake.stop()
+    try:
+        await signals.poll_once()
+        assert not router.endpoints["pool"][0].healthy
+    finally:
+        await signals.stop()
+
+
+async def test_model_list_poll_takes_out_a_route_whose_model_the_provider_does_not_list() -> None:
+    with FakeProvider("deepinfra") as fake:
+        router, signals = build({"di": fake})
+        endpoint = router.endpoints["di"][0]
+        try:
+            await signals.poll_once()
+            assert endpoint.models == frozenset(fake.models)
+            assert router.routes["m"][0].usable(0, 0.0)
+            fake.models = ["something-else"]
+            await signals.poll_once()
+            assert not router.routes["m"][0].usable(0, 0.0)
+        finally:
+            await signals.stop()
+
+
+async def test_a_failed_model_poll_keeps_the_last_list() -> None:
+    with FakeProvider("novita") as fake:
+        router, signals = build({"nv": fake})
+        endpoint = router.endpoints["nv"][0]
+        try:
+            await signals.poll_once()
+            known = endpoint.models
+            assert known is not None
+            fake.api_key = "rotated"  # the poll now gets 401
+            await signals.poll_once()
+            assert endpoint.models == known
+        finally:
+            await signals.stop()
+
+
+async def test_pollers_run_on_their_own_timers_once_started() -> None:
+    with FakeProvider("vllm") as fake:
+        router, signals = build({"pool": fake}, models_poll_s=0)
+        await signals.start()
+        try:
+            await fake.await_until(lambda: sum(p.path == "/metrics" for p in fake.probes) >= 3, timeout=3)
+            fake.kill_engine()
+            await fake.await_until(lambda: not router.endpoints["pool"][0].healthy, timeout=3)
+        finally:
+            await signals.stop()
+        assert not [r for r in fake.requests if r.path.endswith("/models")]  # models_poll_s: 0 is off
+        seen = len(fake.probes)
+        await asyncio.sleep(0.3)
+        assert len(fake.probes) == seen  # stopped means stopped
+
+
+@pytest.mark.parametrize("kind", ["openai", "vllm"])
+async def test_start_waits_for_a_first_round_so_the_first_request_already_knows(kind: str) -> None:
+    with FakeProvider(kind) as fake:
+        router, signals = build({"p": fake})
+        await signals.start()
+        try:
+            assert router.endpoints["p"][0].models == frozenset(fake.models)
+        finally:
+            await signals.stop()

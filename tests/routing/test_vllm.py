@@ -1,0 +1,190 @@
+"""Against the real thing: a pool of two real vLLM servers (CPU build, tiny model) behind the gateway,
+with a per-token provider (a fake) to spill to."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.fakes import FakeProvider
+from tests.routing.support import gateway, posts, price, provider_entry, route_doc
+from tests.routing.vllm_servers import VllmServers
+
+pytestmark = pytest.mark.vllm
+
+MESSAGES = [{"role": "user", "content": "Hello! How are you today?"}]
+LONG = {"ignore_eos": True}  # vLLM generates max_tokens whatever the model says
+
+
+@pytest.fixture
+def paid() -> Any:
+    fake = FakeProvider("openai", models=["tiny"]).start()
+    yield fake
+    fake.stop()
+
+
+def pool_gateway(servers: VllmServers, paid: FakeProvider, members: int = 2, **pool: Any) -> Any:
+    urls = [server.base_url for server in servers.ensure()[:members]]
+    providers = {"pool": {"kind": "vllm", "endpoints": urls, **pool}, "paid": provider_entry(paid)}
+    models = {"tiny": {"routes": [{"provider": "pool", "model": "tiny"},
+                                  {"provider": "paid", "model": "tiny", "price": price(0.2, 0.6)}]}}
+    return gateway(providers, models, metrics_poll_s=0.25)
+
+
+def sdk(gw: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key="open", max_retries=0, timeout=60)
+
+
+def test_chat_and_completions_through_the_gateway(vllm_servers: VllmServers, paid: FakeProvider) -> None:
+    with pool_gateway(vllm_servers, paid) as gw:
+        chat = sdk(gw).chat.completions.with_raw_response.create(model="tiny", messages=MESSAGES, max_tokens=8,
+                                                                 extra_body=LONG)
+        done = chat.parse()
+        assert chat.headers["x-gateway-provider"] == "pool" and chat.headers["x-gateway-attempts"] == "1"
+        assert isinstance(done.choices[0].message.content, str) and done.usage.completion_tokens == 8
+        text = sdk(gw).completions.with_raw_response.create(model="tiny", prompt="The gateway routes", max_tokens=5,
+                                                            extra_body=LONG)
+        assert text.headers["x-gateway-provider"] == "pool"
+        assert text.parse().usage.completion_tokens == 5 and text.parse().choices[0].finish_reason == "length"
+    assert posts(paid) == 0
+
+
+def test_streaming_with_usage(vllm_servers: VllmServers, paid: FakeProvider) -> None:
+    with pool_gateway(vllm_servers, paid) as gw:
+        chunks = list(sdk(gw).chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=12, stream=True,
+                                                      stream_options={"include_usage": True}, extra_body=LONG))
+        assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 12
+        assert all(c.usage is None for c in chunks[:-1])
+        plain = list(sdk(gw).completions.create(model="tiny", prompt="Numbers like", max_tokens=6, stream=True,
+                                                extra_body=LONG))
+        assert all(c.choices for c in plain)  # no usage chunk for a client that did not ask for one
+        # A stream's timings are recorded when the gateway settles it, just after its last byte.
+        _wait_for(lambda: route_doc(gw, "tiny", "pool")["tpot_s"] is not None, 5, "the stream's timings recorded")
+        doc = route_doc(gw, "tiny", "pool")
+        assert doc["ttft_s"] > 0 and doc["tpot_s"] > 0
+
+
+def _load_directly(url: str, n: int, max_tokens: int, log: list[str]) -> list[threading.Thread]:
+    """n long requests straight to a server, behind the gateway's back; how each went goes to `log`.
+
+    Not streamed: on a two-core machine a server streaming thousands of events answers
+    /metrics too slowly for a test to watch its queue.
+    """
+    client = httpx.Client(timeout=300, limits=httpx.Limits(max_connections=n))  # one client: cheap to start
+
+    def one() -> None:
+        body = {"model": "tiny", "prompt": "The gateway", "max_tokens": max_tokens, **LONG}
+        started = time.monotonic()
+        try:
+            response = client.post(url + "/completions", json=body)
+            log.append(f"{response.status_code} after {time.monotonic() - started:.1f} s: "
+                       f"{response.text[:300] if response.status_code != 200 else response.json()['usage']}")
+        except httpx.HTTPError as exc:
+            log.append(f"{type(exc).__name__} after {time.monotonic() - started:.1f} s: {exc}")
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _wait_for(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.1)
+
+
+@pytest.mark.xfail(strict=False, reason="on two cores a loaded vLLM server takes both (its worker ~100% of one, its "
+                   "engine core ~80% of the other, spinning), so its /metrics, the gateway and this test all answer "
+                   "seconds late, and the queue can drain before anyone sees it; passes about half the time here")
+def test_scraped_queue_saturates_the_pool_and_traffic_spills_to_the_per_token_provider(
+        vllm_servers: VllmServers, paid: FakeProvider) -> None:
+    server = vllm_servers.ensure()[0]
+    with pool_gateway(vllm_servers, paid, members=1, max_waiting=1) as gw:
+        client = sdk(gw)
+        assert client.chat.completions.with_raw_response.create(
+            model="tiny", messages=MESSAGES, max_tokens=4).headers["x-gateway-provider"] == "pool"
+        log: list[str] = []
+        # 2 running (--max-num-seqs 2) and 14 waiting: the queue lasts 12-30 s. A busy vLLM server
+        # takes most of two cores, so everything here runs slowly meanwhile, and its /metrics may
+        # answer late, which the gateway takes for what it is: a server too busy to take more.
+        threads = _load_directly(server.base_url, 16, 1000, log)
+        full: list[dict[str, Any]] = []  # the member as /admin/routes showed it without room
+        served: list[tuple[str, str]] = []
+        # Whenever the gateway shows the pool full, a request through it; until one spills.
+        while any(thread.is_alive() for thread in threads) and ("paid", "1") not in served:
+            member = route_doc(gw, "tiny", "pool")["endpoints"][0]
+            if member["room"] is False:
+                full.append(member)
+                raw = client.chat.completions.with_raw_response.create(model="tiny", messages=MESSAGES,
+                                                                       max_tokens=4)
+                served.append((raw.headers["x-gateway-provider"], raw.headers["x-gateway-attempts"]))
+            time.sleep(0.1)
+        for thread in threads:
+            thread.join(300)
+        # Served by the paid route at the first attempt: the router ranked the pool behind it,
+        # which with 64 in-flight allowed only the scrape (a queue, or no answer in time) could do.
+        assert ("paid", "1") in served, (served, full, log)
+        assert all(m["busy"] or m["waiting"] >= 1 for m in full), full
+        _wait_for(lambda: route_doc(gw, "tiny", "pool")["why"] == "pool with room", 60, "the queue drains")
+        back = client.chat.completions.with_raw_response.create(model="tiny", messages=MESSAGES, max_tokens=4)
+        assert back.headers["x-gateway-provider"] == "pool"
+
+
+async def test_a_burst_above_the_pools_capacity_spills_the_excess(vllm_servers: VllmServers,
+                                                                  paid: FakeProvider) -> None:
+    with pool_gateway(vllm_servers, paid, max_inflight=2) as gw:
+        async with openai.AsyncOpenAI(base_url=gw.base_url, api_key="open", max_retries=0, timeout=120) as client:
+            async def one() -> str:
+                raw = await client.chat.completions.with_raw_response.create(
+                    model="tiny", messages=MESSAGES, max_tokens=400, extra_body=LONG)
+                assert raw.parse().usage.completion_tokens in (8, 400)  # the fake answers 8 tokens
+                return raw.headers["x-gateway-provider"]
+            served = Counter(await asyncio.gather(*(one() for _ in range(10))))
+    assert served == {"pool": 4, "paid": 6}  # two members with two slots each; the rest spilled
+
+
+def test_a_killed_vllm_server_is_taken_out_of_the_pool_without_a_client_error(
+        vllm_servers: VllmServers, paid: FakeProvider) -> None:
+    servers = vllm_servers.ensure()  # a later test that needs it back restarts it the same way
+    with pool_gateway(vllm_servers, paid) as gw:
+        client = sdk(gw)
+        served: list[str] = []
+        errors: list[Exception] = []
+        stop = threading.Event()
+
+        def traffic() -> None:
+            while not stop.is_set():
+                try:
+                    raw = client.chat.completions.with_raw_response.create(model="tiny", messages=MESSAGES,
+                                                                           max_tokens=16, extra_body=LONG)
+                    served.append(raw.headers["x-gateway-provider"])
+                except openai.APIError as error:
+                    errors.append(error)
+
+        workers = [threading.Thread(target=traffic) for _ in range(3)]
+        for worker in workers:
+            worker.start()
+        time.sleep(2)
+        servers[1].kill()
+        killed_at = len(served)
+        _wait_for(lambda: not route_doc(gw, "tiny", "pool")["endpoints"][1]["healthy"], 10,
+                  "the killed server is marked down")
+        time.sleep(2)
+        stop.set()
+        for worker in workers:
+            worker.join(60)
+        after = Counter(served[killed_at:])
+        doc = route_doc(gw, "tiny", "pool")
+    assert errors == []
+    assert len(served) > killed_at + 5 and after["pool"] >= after["paid"]  # the pool kept serving
+    assert [m["healthy"] for m in doc["endpoints"]] == [True, False]
+    assert doc["available"] and doc["endpoints"][0]["usable"] and not doc["endpoints"][1]["usable"]
