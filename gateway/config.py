@@ -160,6 +160,15 @@ class CircuitConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LatencyConfig:
+    """How the EWMAs of time to first token and time per token follow a route's traffic."""
+
+    alpha: float = 0.2  # the weight of each new sample: higher follows changes faster, and noise too
+    # An estimate not refreshed for this long reads as unknown, so a route once slow is measured anew.
+    forget_after_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingConfig:
     strategy: str = "balanced"
     max_attempts: int = 3
@@ -168,6 +177,7 @@ class RoutingConfig:
     # What a second of expected latency is worth, in USD, when `balanced` weighs it against cost.
     usd_per_second: float = 0.0001
     circuit: CircuitConfig = CircuitConfig()
+    latency: LatencyConfig = LatencyConfig()
     models_poll_s: float = 60.0  # 0: never poll /v1/models
     metrics_poll_s: float = 2.0  # a pool member's /metrics and /health
     # A pool member whose /metrics takes longer than this to answer is too busy to take more.

@@ -18,6 +18,7 @@ from gateway.config import (
     CircuitConfig,
     Config,
     ConfigError,
+    LatencyConfig,
     ModelConfig,
     Price,
     ProviderConfig,
@@ -137,7 +138,7 @@ def _store(raw: Any) -> StoreConfig:
 def _routing(raw: Any) -> RoutingConfig:
     expect_mapping(raw, "routing")
     no_unknown(raw, "routing", {"strategy", "max_attempts", "weights", "usd_per_second", "circuit",
-                                 "models_poll_s", "metrics_poll_s", "metrics_timeout_s", "max_ttft_s",
+                                 "latency", "models_poll_s", "metrics_poll_s", "metrics_timeout_s", "max_ttft_s",
                                  "rate_limit_cooldown_s"})
     d = RoutingConfig()
     weights = raw.get("weights") or {}
@@ -147,6 +148,10 @@ def _routing(raw: Any) -> RoutingConfig:
     expect_mapping(circuit, "routing.circuit")
     no_unknown(circuit, "routing.circuit", {"failures", "error_ratio", "min_requests", "window_s", "cooldown_s"})
     c = CircuitConfig()
+    latency = raw.get("latency") or {}
+    expect_mapping(latency, "routing.latency")
+    no_unknown(latency, "routing.latency", {"alpha", "forget_after_s"})
+    lat = LatencyConfig()
     return RoutingConfig(
         strategy=read_choice(raw.get("strategy", d.strategy), "routing.strategy", STRATEGIES),
         max_attempts=read_int(raw.get("max_attempts", d.max_attempts), "routing.max_attempts", 1, 20),
@@ -159,6 +164,11 @@ def _routing(raw: Any) -> RoutingConfig:
             min_requests=read_int(circuit.get("min_requests", c.min_requests), "routing.circuit.min_requests", 1),
             window_s=read_float(circuit.get("window_s", c.window_s), "routing.circuit.window_s", 0.1),
             cooldown_s=read_float(circuit.get("cooldown_s", c.cooldown_s), "routing.circuit.cooldown_s", 0.01),
+        ),
+        latency=LatencyConfig(
+            alpha=read_float(latency.get("alpha", lat.alpha), "routing.latency.alpha", 0.01, 1),
+            forget_after_s=read_float(latency.get("forget_after_s", lat.forget_after_s),
+                                      "routing.latency.forget_after_s", 1),
         ),
         models_poll_s=read_float(raw.get("models_poll_s", d.models_poll_s), "routing.models_poll_s", 0),
         metrics_poll_s=read_float(raw.get("metrics_poll_s", d.metrics_poll_s), "routing.metrics_poll_s", 0.1),

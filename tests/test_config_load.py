@@ -258,6 +258,8 @@ def test_unsupported_params_policy_is_drop_or_reject() -> None:
      "models.m.routes[0].price.input: unknown setting (allowed here: input_per_mtok, output_per_mtok)"),
     ({"teams": {"research": {"budget_usd": {"week": 5}}}},
      "teams.research.budget_usd.week: unknown setting (allowed here: day, month)"),
+    ({"routing": {"latency": {"half_life_s": 3}}},
+     "routing.latency.half_life_s: unknown setting (allowed here: alpha, forget_after_s)"),
     ({"routing": {"circuit": {"threshold": 3}}},
      "routing.circuit.threshold: unknown setting (allowed here: cooldown_s, error_ratio, failures, "
      "min_requests, window_s)"),
@@ -296,6 +298,8 @@ def test_a_store_url_of_unknown_scheme_is_refused() -> None:
     ({"store": {"timeout_s": 0}}, "store.timeout_s: 0 is out of range [0.01, 30]"),
     ({"routing": {"max_attempts": 0}}, "routing.max_attempts: 0 is out of range [1, 20]"),
     ({"routing": {"circuit": {"error_ratio": 1.5}}}, "routing.circuit.error_ratio: 1.5 is out of range [0, 1]"),
+    ({"routing": {"latency": {"alpha": 0}}}, "routing.latency.alpha: 0 is out of range [0.01, 1]"),
+    ({"routing": {"latency": {"forget_after_s": 0.5}}}, "routing.latency.forget_after_s: 0.5 is out of range [1, inf]"),
     ({"teams": {"t": {"rpm": 0}}}, "teams.t.rpm: 0 is out of range [1, inf]"),
     ({"teams": {"t": {"budget_usd": {"day": -1}}}}, "teams.t.budget_usd.day: -1 is out of range [0, inf]"),
     ({"providers": {"pool": {"kind": "vllm", "max_inflight": 0}}},

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from gateway.config import CircuitConfig, Price, ProviderConfig, RouteConfig
+from gateway.config import Price, ProviderConfig, RouteConfig, RoutingConfig
 from gateway.money import token_cost
 from gateway.routing.health import Circuit, Ewma
 
@@ -84,7 +84,7 @@ class Route:
                  "circuits", "ttft", "tpot")
 
     def __init__(self, model: str, provider: ProviderConfig, config: RouteConfig, index: int,
-                 endpoints: list[Endpoint], circuit: CircuitConfig) -> None:
+                 endpoints: list[Endpoint], routing: RoutingConfig) -> None:
         self.model = model
         self.provider = provider
         self.upstream_model = config.model
@@ -92,9 +92,10 @@ class Route:
         self.index = index
         self.is_pool = provider.is_pool
         self.endpoints = endpoints
-        self.circuits = [Circuit(circuit) for _ in endpoints]
-        self.ttft = Ewma()
-        self.tpot = Ewma()
+        self.circuits = [Circuit(routing.circuit) for _ in endpoints]
+        latency = routing.latency
+        self.ttft = Ewma(latency.alpha, latency.forget_after_s)
+        self.tpot = Ewma(latency.alpha, latency.forget_after_s)
 
     @property
     def name(self) -> str:

@@ -52,7 +52,7 @@ class Router:
             name: [Endpoint(url) for url in p.base_urls] for name, p in config.providers.items()}
         self.routes: dict[str, list[Route]] = {
             name: [Route(name, config.providers[r.provider], r, i, self.endpoints[r.provider],
-                         config.routing.circuit) for i, r in enumerate(model.routes)]
+                         config.routing) for i, r in enumerate(model.routes)]
             for name, model in config.models.items()}
         self.strategies: dict[str, str] = {
             name: model.strategy or config.routing.strategy for name, model in config.models.items()}

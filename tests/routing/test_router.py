@@ -349,6 +349,23 @@ def test_an_unhealthy_pool_is_left_out_and_the_request_spills() -> None:
 
 # --- learning from traffic --------------------------------------------------------------------
 
+def test_latency_estimates_follow_the_configured_smoothing_and_are_forgotten_when_unused() -> None:
+    router, clock = make(strategy="latency", latency={"alpha": 0.5, "forget_after_s": 60})
+    fill_pool(router)
+    measure(router, clock, "cheap", ttft=0.2)
+    measure(router, clock, "cheap", ttft=1.0)  # half-way to the new sample: 0.6
+    assert route(router, "cheap").ttft.get(clock.now) == pytest.approx(0.6)
+    measure(router, clock, "mid", ttft=0.4)
+    measure(router, clock, "dear", ttft=0.5)
+    assert order(router)[:3] == ["mid", "dear", "cheap"]
+    clock.now += 30
+    measure(router, clock, "mid", ttft=0.4)
+    measure(router, clock, "dear", ttft=0.5)
+    clock.now += 31  # cheap's estimate is now 61 s old: unknown again, so worth a new try
+    assert route(router, "cheap").ttft.get(clock.now) is None
+    assert order(router)[:3] == ["cheap", "mid", "dear"]
+
+
 def test_streams_feed_ttft_and_time_per_token() -> None:
     router, clock = make()
     r = route(router, "cheap")
