@@ -76,7 +76,7 @@ Per request, from signals kept in memory (nothing on the request path waits on t
    + waiting.
 3. Then the per-token routes by strategy: `cost` (estimated cost of this request), `latency`
    (EWMA TTFT + EWMA time per token x expected tokens), `ordered` (config order), or
-   `balanced` (default): `cost_weight x cost_usd + latency_weight x usd_per_second x latency_s`.
+   `balanced` (default): `weights.cost x cost_usd + weights.latency x usd_per_second x latency_s`.
    Routes slower than `routing.max_ttft_s` (if set) go after the fast-enough ones.
 4. Then the full pool (a request would queue there), then routes cooling down after a 429.
 5. On a connect error, a timeout before the first byte, 429 or 5xx, the next candidate gets

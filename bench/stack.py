@@ -144,7 +144,7 @@ def gateway_config(port: int, workers: int, redis_port: int, json_port: int, str
         # Limits far above what a run can reach, so that every request is admitted, yet
         # each is still checked and reserved against all four of them.
         "teams": {t.name: {"keys": [t.key], "rpm": 100_000_000, "tpm": 1_000_000_000_000,
-                           "budget_usd": {"day": 1_000_000, "month": 10_000_000}, "models": ["*"]}
+                           "budget_usd": {"day": 1_000_000, "month": 5_000_000}, "models": ["*"]}
                   for t in teams},
     }
 

@@ -13,14 +13,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.admission import utc_periods
-from gateway.config_load import hash_key
+from gateway.accounting.periods import utc_periods
 from gateway.errors import GatewayError, bad_request
+from gateway.keys import hash_key, new_key
 from gateway.money import nano_to_usd
 from gateway.service import Gateway
 from gateway.store import KeyRecord, StoreUnavailable
-
-KEY_PREFIX = "sk-gw-"
 
 
 def routes() -> list[Route]:
@@ -32,10 +30,6 @@ def routes() -> list[Route]:
         Route("/admin/routes", route_table, methods=["GET"]),
         Route("/admin/endpoints", dedicated_endpoints, methods=["GET"]),
     ]
-
-
-def new_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
 async def create_key(request: Request) -> Response:

@@ -7,13 +7,13 @@ worker within a second without a store call on the hot path.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
+from gateway.background import Periodic
 from gateway.config import Config, TeamConfig
-from gateway.config_load import hash_key
 from gateway.errors import GatewayError
+from gateway.keys import hash_key
 from gateway.store import KeyRecord, Store, StoreUnavailable
 
 log = logging.getLogger("gateway.auth")
@@ -30,23 +30,21 @@ class KeyRing:
     def __init__(self, config: Config, store: Store, refresh_s: float = 0.5) -> None:
         self._config = config
         self._store = store
-        self._refresh_s = refresh_s
         self._static = {h: Identity(team, f"config:{h[:8]}")
                         for team in config.teams.values() for h in team.key_hashes}
         self._keys: dict[str, Identity] = dict(self._static)
         self._version: int | None = None
-        self._task: asyncio.Task | None = None
+        self._poller = Periodic("api key refresh", refresh_s, self._refresh_quietly)
 
     async def start(self) -> None:
         try:
             await self.refresh()
         except StoreUnavailable:
             log.warning("store unavailable at start; only keys written in config work until it answers")
-        self._task = asyncio.create_task(self._poll())
+        self._poller.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        await self._poller.stop()
 
     def authenticate(self, authorization: str | None) -> Identity:
         if not self._config.auth_required:
@@ -75,15 +73,11 @@ class KeyRing:
                 keys[record.key_hash] = Identity(team, record.key_id)
         self._keys, self._version = keys, version
 
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self._refresh_s)
-            try:
-                await self.refresh()
-            except StoreUnavailable:
-                pass  # keep the last known keys; the store's absence shows at admission
-            except Exception:
-                log.exception("refreshing API keys failed")
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.refresh()
+        except StoreUnavailable:
+            pass  # keep the last known keys; the store's absence shows at admission
 
 
 def _invalid(message: str) -> GatewayError:

@@ -4,6 +4,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 NANO_PER_USD = 1_000_000_000
 TOKENS_PER_MTOK = 1_000_000
+# The largest amount (of money or tokens) that Redis's Lua, whose numbers are doubles, holds exactly.
+MAX_NANO = 2**53 - 1
 
 
 def usd_to_nano(usd: float | int | str) -> int:

@@ -13,19 +13,20 @@ from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from gateway.adapt import upstream_body
-from gateway.admission import Reservation
+from gateway.accounting.admission import Reservation
+from gateway.accounting.settlement import Outcome
+from gateway.accounting.usage import Usage, usage_from_doc
 from gateway.auth import Identity
 from gateway.call import Call, read_call
 from gateway.config import ModelConfig, TeamConfig
 from gateway.errors import GatewayError
 from gateway.ids import new_id
-from gateway.relay import RelayResponse, StreamEnd
 from gateway.routing import Candidate, Endpoint, Route
 from gateway.service import Gateway
-from gateway.settlement import Outcome
-from gateway.upstream import Opened
-from gateway.usage import StreamTap, Usage, usage_from_doc
+from gateway.upstream.adapt import upstream_body
+from gateway.upstream.client import Opened
+from gateway.upstream.relay import RelayResponse, StreamEnd
+from gateway.upstream.tap import StreamTap
 
 
 async def chat_completions(request: Request) -> Response:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 import time
 
-from gateway.admission import Admitter
+from gateway.accounting.admission import Admitter
+from gateway.accounting.settlement import Settler
 from gateway.auth import KeyRing
 from gateway.config import Config
 from gateway.dedicated import DedicatedEndpoints
-from gateway.metrics import Metrics
+from gateway.observability.gauges import StateGauges
+from gateway.observability.metrics import Metrics
 from gateway.routing import Router, Signals
-from gateway.settlement import Settler
 from gateway.store import Store, StoreUnavailable, open_store
-from gateway.upstream import UpstreamClient
+from gateway.upstream.client import UpstreamClient
 
 log = logging.getLogger("gateway")
 
@@ -36,6 +37,7 @@ class Gateway:
         self.dedicated = DedicatedEndpoints(config, self.router, self.metrics.registry)
         if self.dedicated:
             self.settler.observers.append(self.dedicated.observe)
+        self.gauges = StateGauges(self.metrics, config, self.router, self.store)
 
     async def start(self) -> None:
         for warning in self.config.warnings:
@@ -46,12 +48,13 @@ class Gateway:
         await self.keys.start()
         await self.signals.start()
         await self.dedicated.start()
-        await self.metrics.start(self.router, self.store)
+        self.gauges.start()
 
     async def stop(self) -> None:
         await self.dedicated.stop()
         await self.signals.stop()
-        await self.metrics.stop()  # after whatever else sets gauges: it takes this process's out of the sums
+        await self.gauges.stop()
+        self.metrics.close()  # after whatever else sets gauges: it takes this process's out of the sums
         await self.keys.stop()
         await self.upstream.close()
         await self.store.close()

@@ -28,7 +28,6 @@ PROFILE = Profile(
     },
     renames={"max_completion_tokens": "max_tokens"},
     max_stop=16,
-    stream_usage="finish_chunk",
     dropped_deltas=("</s>",),
     cost_field="estimated_cost",
 )

@@ -59,9 +59,6 @@ class Profile:
     renames: Mapping[str, str] = field(default_factory=dict)
     max_stop: int = 4
     streams_with_n: bool = True
-    # How the upstream reports usage in a stream: "include_usage" (ask, get a
-    # `choices: []` chunk), "finish_chunk" (usage rides on the finish_reason chunk).
-    stream_usage: str = "include_usage"
     # Content deltas the upstream leaks that a client must never see (DeepInfra's "</s>").
     dropped_deltas: tuple[str, ...] = ()
     cost_field: str | None = None  # usage field with the provider's own cost in USD

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.config_load import load_config
-from tests.test_dashboards import exported_names
+from gateway.config import load_config
+from tests.observability.test_dashboards import exported_names
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())

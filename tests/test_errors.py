@@ -7,7 +7,6 @@ import pytest
 
 from gateway.errors import GatewayError, bad_request, upstream_error
 
-
 # --- the error object -----------------------------------------------------------------------
 
 def test_error_body_is_exactly_the_openai_error_object() -> None:

@@ -18,16 +18,20 @@ then up) takes at least a full window in between, besides the cool-down.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from gateway.background import BackgroundLoop
 from gateway.config import AutoscaleConfig, ProviderConfig
-from gateway.dedicated.client import AVAILABLE, INITIALIZING, STOPPED, ControlPlane, ControlPlaneError
+from gateway.dedicated.client import (
+    AVAILABLE,
+    INITIALIZING,
+    STOPPED,
+    ControlPlane,
+    ControlPlaneError,
+)
 from gateway.dedicated.cost import Ledger
 from gateway.dedicated.metrics import DedicatedMetrics
 from gateway.dedicated.watcher import ServiceState, Watcher
@@ -134,7 +138,7 @@ class Action:
     error: str | None = None
 
 
-class Autoscaler(BackgroundLoop):
+class Autoscaler:
     """Evaluates the policy for one service every tick and, unless in dry run, resizes it through the control plane."""
 
     def __init__(self, provider: ProviderConfig, watcher: Watcher, ledger: Ledger, client: ControlPlane,
@@ -205,19 +209,9 @@ class Autoscaler(BackgroundLoop):
             self._metrics.target.labels(self.provider.name, self.state.service_id).set(action.target)
 
     def describe(self) -> dict[str, Any]:
-        return {**asdict(self.policy), "last_evaluation": None if self.last is None else asdict(self.last),
+        return {**self.policy.model_dump(), "last_evaluation": None if self.last is None else asdict(self.last),
                 "actions": [asdict(a) for a in self.history]}
 
     @property
     def _name(self) -> str:
         return f"{self.provider.name}/{self.state.service_id}"
-
-    async def _run(self) -> None:
-        assert self.provider.dedicated is not None
-        interval = min(MAX_TICK_S, self.provider.dedicated.status_poll_s)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.tick()
-            except Exception:  # the autoscaler must outlive any one bad round
-                log.exception("autoscaler %s failed a round", self._name)

@@ -17,9 +17,9 @@ import math
 import time
 from typing import Callable
 
+from gateway.accounting.settlement import Outcome
 from gateway.config import Config, Price
 from gateway.money import TOKENS_PER_MTOK, token_cost
-from gateway.settlement import Outcome
 from gateway.store import UsageRecord
 
 BUCKETS = 60  # a window is kept as this many sums, not as a log of requests

@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry
 
+from gateway.accounting.settlement import Outcome
+from gateway.background import Periodic, stop_all
 from gateway.config import Config, ProviderConfig
 from gateway.dedicated.autoscaler import MAX_TICK_S, Autoscaler
 from gateway.dedicated.client import ControlPlane
@@ -21,7 +23,6 @@ from gateway.dedicated.metrics import DedicatedMetrics
 from gateway.dedicated.watcher import Watcher
 from gateway.money import nano_to_usd
 from gateway.routing import Router
-from gateway.settlement import Outcome
 from gateway.store import UsageRecord
 
 
@@ -40,22 +41,22 @@ class DedicatedProvider:
         self.ledger = Ledger(provider.name, config, max(d.autoscale.window_s, d.autoscale.idle_window_s), clock)
         self.autoscaler = (Autoscaler(provider, self.watcher, self.ledger, self.client, metrics, clock)
                            if d.autoscale.enabled else None)
-        self._task: asyncio.Task | None = None
+        name = provider.name
+        self._loops = [Periodic(f"dedicated provider {name}: status poll", d.status_poll_s, self.watcher.poll_once)]
+        if self.autoscaler is not None:
+            self._loops.append(Periodic(f"autoscaler {name}", min(MAX_TICK_S, d.status_poll_s), self.autoscaler.tick))
+        if metrics is not None:
+            self._loops.append(Periodic(f"dedicated provider {name}: cost gauges", MAX_TICK_S, self._report))
 
     async def start(self) -> None:
-        await self.watcher.start()
-        if self.autoscaler is not None:
-            self.autoscaler.start()
+        await self.watcher.first_poll()
         if self._metrics is not None:
-            self._task = asyncio.create_task(self._report())
+            await self._report()
+        for loop in self._loops:
+            loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self.autoscaler is not None:
-            await self.autoscaler.stop()
-        await self.watcher.stop()
+        await stop_all(self._loops)
         await self.client.close()
 
     def observe(self, outcome: Outcome, record: UsageRecord) -> None:
@@ -112,14 +113,12 @@ class DedicatedProvider:
         """Copy cost figures into gauges, off the request path."""
         assert self._metrics is not None
         name, m = self.provider.name, self._metrics
-        while True:
-            cost = self.cost()
-            for gauge, value in ((m.hourly_cost, cost["hourly_usd"]), (m.effective, cost["effective_usd_per_mtok"]),
-                                 (m.equivalent, cost["per_token_equivalent_usd_per_mtok"]),
-                                 (m.spillover, cost["spillover"]["usd_per_hour"])):
-                if value is not None:
-                    gauge.labels(name).set(value)
-            await asyncio.sleep(MAX_TICK_S)
+        cost = self.cost()
+        for gauge, value in ((m.hourly_cost, cost["hourly_usd"]), (m.effective, cost["effective_usd_per_mtok"]),
+                             (m.equivalent, cost["per_token_equivalent_usd_per_mtok"]),
+                             (m.spillover, cost["spillover"]["usd_per_hour"])):
+            if value is not None:
+                gauge.labels(name).set(value)
 
 
 class DedicatedEndpoints:

@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from gateway.background import BackgroundLoop
 from gateway.config import ProviderConfig
 from gateway.dedicated.client import (
     AVAILABLE,
@@ -70,7 +69,7 @@ class ServiceState:
         return self.instances * self.instance_hourly_nano
 
 
-class Watcher(BackgroundLoop):
+class Watcher:
     """Owns the poll task of one dedicated provider; `poll_once` runs one round (tests, start-up)."""
 
     def __init__(self, provider: ProviderConfig, endpoints: list[Endpoint], client: ControlPlane,
@@ -90,13 +89,13 @@ class Watcher(BackgroundLoop):
         self.flavors: dict[str, Flavor] = {}
         self._flavors_at: float | None = None
 
-    async def start(self) -> None:
+    async def first_poll(self) -> None:
+        """One poll before serving, bounded so that a slow control plane cannot hold start-up."""
         try:
             await asyncio.wait_for(self.poll_once(), FIRST_POLL_TIMEOUT_S)
         except TimeoutError:
             log.warning("dedicated provider %s: the control plane did not answer within %g s; its services take "
                         "no traffic until it does", self.provider.name, FIRST_POLL_TIMEOUT_S)
-        super().start()
 
     async def poll_once(self) -> None:
         await self._refresh_flavors()
@@ -197,11 +196,3 @@ class Watcher(BackgroundLoop):
     def _count_error(self, error: ControlPlaneError) -> None:
         if self._metrics is not None:
             self._metrics.control_errors.labels(self.provider.name, error.reason).inc()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._config.status_poll_s)
-            try:
-                await self.poll_once()
-            except Exception:  # the watcher must outlive any one bad answer
-                log.exception("dedicated provider %s: status poll failed", self.provider.name)

@@ -8,7 +8,7 @@ down) are left out; when that leaves none, the request gets 503 with a Retry-Aft
 Scores, with c = the request's estimated cost in USD and t = its expected latency in
 seconds (EWMA time to first token + EWMA time per token x expected output tokens):
   cost      c, then t          latency   t, then c          ordered   the config order
-  balanced  cost_weight x c + latency_weight x usd_per_second x t
+  balanced  weights.cost x c + weights.latency x usd_per_second x t
 Everything is read from memory; nothing here waits on the network or logs per request.
 """
 
@@ -86,8 +86,8 @@ class Router:
               now: float) -> list[tuple[tuple, Route, int, bool]]:
         """(sort key, route, usable endpoints, has room) of every usable route, best first."""
         c = self._config
-        max_ttft, usd_per_latency_s = c.max_ttft_s, c.latency_weight * c.usd_per_second
-        usd_per_cost_nano = c.cost_weight / NANO_PER_USD
+        max_ttft, usd_per_latency_s = c.max_ttft_s, c.weights.latency * c.usd_per_second
+        usd_per_cost_nano = c.weights.cost / NANO_PER_USD
         ranked = []
         for route in routes:
             usable = fresh = 0

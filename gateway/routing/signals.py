@@ -8,6 +8,7 @@ Results land on the Endpoint objects; the request path only ever reads them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -15,11 +16,13 @@ from typing import Any
 
 import aiohttp
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.background import Periodic, stop_all
 from gateway.config import Config, ProviderConfig
 from gateway.routing.route import Endpoint
 from gateway.routing.router import Router
-from gateway.upstream import request_headers
+from gateway.upstream.client import request_headers
 
 log = logging.getLogger("gateway.routing")
 
@@ -35,24 +38,24 @@ _GAUGES = {
 
 
 def parse_load(text: str) -> dict[str, float]:
-    """vLLM's load gauges from Prometheus text: waiting and running summed over models, kv the highest."""
+    """vLLM's load gauges from Prometheus text: waiting and running summed over models, kv the highest.
+
+    A page the parser refuses gives nothing: room is then judged by in-flight alone.
+    """
     found: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line.startswith("vllm:"):
-            continue
-        brace = line.find("{")
-        if brace >= 0:
-            name, rest = line[:brace], line[line.rfind("}") + 1:]
-        else:
-            name, _, rest = line.partition(" ")
-        field = _GAUGES.get(name)
-        if field is None:
-            continue
-        try:
-            value = float(rest.split()[0])
-        except (IndexError, ValueError):
-            continue
-        found[field] = max(found.get(field, 0.0), value) if field == "kv" else found.get(field, 0.0) + value
+    try:
+        for family in text_string_to_metric_families(text):
+            field = _GAUGES.get(family.name)
+            if field is None:
+                continue
+            for sample in family.samples:
+                if sample.name != family.name:
+                    continue
+                value = sample.value
+                found[field] = max(found.get(field, 0.0), value) if field == "kv" else found.get(field, 0.0) + value
+    except ValueError:
+        log.warning("a pool member's /metrics is not Prometheus text; its load is unknown until the next scrape")
+        return {}
     return found
 
 
@@ -78,7 +81,7 @@ class Signals:
         self._targets: list[tuple[ProviderConfig, Endpoint]] = [
             (config.providers[name], endpoint) for name in sorted(used) for endpoint in router.endpoints[name]]
         self._session: aiohttp.ClientSession | None = None
-        self._tasks: list[asyncio.Task] = []
+        self._loops: list[Periodic] = []
 
     async def start(self) -> None:
         """One round before serving (bounded, so a slow provider cannot hold start-up), then on a timer."""
@@ -88,17 +91,17 @@ class Signals:
             log.warning("not every provider answered its first poll within %g s; polling on", FIRST_ROUND_TIMEOUT_S)
         for provider, endpoint in self._targets:
             if provider.profile.has_load_metrics:  # a vLLM server; a dedicated service's watcher is its probe
-                self._tasks.append(asyncio.create_task(
-                    self._every(self._config.metrics_poll_s, self.poll_load, endpoint)))
+                self._loops.append(Periodic(f"load of {endpoint.url}", self._config.metrics_poll_s,
+                                            functools.partial(self.poll_load, endpoint)))
             if self._config.models_poll_s > 0 and provider.profile.lists_models:
-                self._tasks.append(asyncio.create_task(
-                    self._every(self._config.models_poll_s, self.poll_models, provider, endpoint)))
+                self._loops.append(Periodic(f"models of {endpoint.url}", self._config.models_poll_s,
+                                            functools.partial(self.poll_models, provider, endpoint)))
+        for loop in self._loops:
+            loop.start()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await stop_all(self._loops)
+        self._loops.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -170,11 +173,3 @@ class Signals:
             return TIMED_OUT, b""
         except (aiohttp.ClientError, OSError):
             return UNREACHABLE, b""
-
-    async def _every(self, interval_s: float, poll: Callable[..., Any], *args: Any) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await poll(*args)
-            except Exception:  # a poller must outlive any one bad answer
-                log.exception("polling %s failed", args[-1].url)

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from itertools import islice
 
-from gateway.store.base import Admission, DailyUsage, Hold, KeyRecord, Limits, UsageRecord
+from gateway.store.base import (
+    Admission,
+    DailyUsage,
+    Hold,
+    KeyRecord,
+    Limits,
+    UsageRecord,
+)
 from gateway.store.windows import (
     ROUTE_FIELDS,
     SETTLED_GRACE_MS,

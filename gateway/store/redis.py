@@ -38,8 +38,15 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from gateway.ids import new_id
-from gateway.store.base import Admission, DailyUsage, Hold, KeyRecord, Limits, StoreUnavailable, UsageRecord
-
+from gateway.store.base import (
+    Admission,
+    DailyUsage,
+    Hold,
+    KeyRecord,
+    Limits,
+    StoreUnavailable,
+    UsageRecord,
+)
 from gateway.store.redis_scripts import SCRIPTS
 from gateway.store.resp import ReplyError, RespClient
 from gateway.store.windows import (

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.config import AutoscaleConfig
-from gateway.config_load import parse_config
+from gateway.config import AutoscaleConfig, parse_config
 from gateway.dedicated.autoscaler import Autoscaler, Decision, Observation, decide
 from gateway.dedicated.client import ControlPlane
 from gateway.dedicated.cost import Ledger
@@ -28,6 +27,10 @@ BREAK_EVEN = HOURLY * 300 // 3600
 BUSY = Observation(status="available", instances=1, instance_hourly_nano=HOURLY, max_inflight_per_instance=8,
                    steady_s=3600, spill_cost_nano=0, spill_requests=0, idle_spill_requests=0, served_requests=500,
                    peak_inflight=8)
+
+
+def with_policy(**changes: object) -> AutoscaleConfig:
+    return POLICY.model_copy(update=changes)
 
 
 def seen(**changes: Any) -> Observation:
@@ -54,7 +57,7 @@ def test_spill_over_costing_no_more_than_an_instance_hour_adds_nothing() -> None
 
 
 def test_the_threshold_is_a_rate_so_it_does_not_depend_on_the_window_length() -> None:
-    short = replace(POLICY, window_s=60)
+    short = with_policy(window_s=60)
     assert at(seen(spill_cost_nano=HOURLY * 60 // 3600 + 1), short).action == "up"
     assert at(seen(spill_cost_nano=HOURLY * 60 // 3600), short).action == "hold"
 
@@ -83,7 +86,7 @@ def test_no_instance_is_removed_while_the_others_could_not_carry_the_peak() -> N
 def test_no_instance_is_removed_while_anything_spilled_over() -> None:
     assert at(seen(instances=3, peak_inflight=0, idle_spill_requests=1)).action == "hold"
     # Even when the spill-over window reaches further back than the idle one.
-    assert at(seen(instances=3, peak_inflight=0, spill_requests=1), replace(POLICY, idle_window_s=60)).action == "hold"
+    assert at(seen(instances=3, peak_inflight=0, spill_requests=1), with_policy(idle_window_s=60)).action == "hold"
 
 
 def test_the_last_instance_stops_only_after_a_window_without_any_request() -> None:
@@ -95,13 +98,13 @@ def test_the_last_instance_stops_only_after_a_window_without_any_request() -> No
 
 def test_never_below_min_instances() -> None:
     idle = seen(served_requests=0, peak_inflight=0)
-    assert at(idle, replace(POLICY, min_instances=1)) == Decision("hold", 1, "no_change", at(
-        idle, replace(POLICY, min_instances=1)).detail)
-    assert at(replace(idle, instances=2), replace(POLICY, min_instances=2)).action == "hold"
+    assert at(idle, with_policy(min_instances=1)) == Decision("hold", 1, "no_change", at(
+        idle, with_policy(min_instances=1)).detail)
+    assert at(replace(idle, instances=2), with_policy(min_instances=2)).action == "hold"
 
 
 def test_bounds_are_restored_before_anything_else_is_weighed() -> None:
-    below = at(seen(status="stopped", instances=0, steady_s=0), replace(POLICY, min_instances=2))
+    below = at(seen(status="stopped", instances=0, steady_s=0), with_policy(min_instances=2))
     assert (below.action, below.target, below.reason) == ("up", 2, "below_min")
     above = at(seen(instances=5, steady_s=0, spill_cost_nano=BREAK_EVEN * 10))
     assert (above.action, above.target, above.reason) == ("down", 3, "above_max")
@@ -113,7 +116,7 @@ def test_cooldown_rate_limits_every_action() -> None:
     assert (held.action, held.reason) == ("hold", "cooldown")
     assert held.detail == "599 s since the last action, cooldown_s is 600"
     assert at(spilling, last_action_at=10_000 - 600).action == "up"
-    assert at(seen(status="stopped", instances=0, steady_s=0), replace(POLICY, min_instances=1),
+    assert at(seen(status="stopped", instances=0, steady_s=0), with_policy(min_instances=1),
               last_action_at=10_000 - 1).reason == "cooldown"
 
 
@@ -132,7 +135,7 @@ def test_a_window_counts_only_once_the_service_has_been_steady_for_all_of_it() -
 def test_a_service_that_is_not_available_or_stopped_is_left_alone(status: str, reason: str) -> None:
     for observation in (seen(status=status, spill_cost_nano=BREAK_EVEN * 10),
                         seen(status=status, instances=3, served_requests=0, peak_inflight=0)):
-        decision = at(observation, replace(POLICY, min_instances=5, max_instances=6))
+        decision = at(observation, with_policy(min_instances=5, max_instances=6))
         assert (decision.action, decision.reason) == ("hold", reason)
 
 
@@ -143,7 +146,7 @@ def test_an_unknown_price_holds_rather_than_guessing() -> None:
 
 def test_sustained_spill_over_climbs_one_step_at_a_time_then_idle_descends_without_flapping() -> None:
     """A simulated six hours in 10 s steps: three busy hours, then quiet; windows summed from the steps."""
-    policy = replace(POLICY, min_instances=0, max_instances=3)
+    policy = with_policy(min_instances=0, max_instances=3)
     instances, steady_since, last_action = 1, 0.0, None
     steps: list[tuple[float, int, int, int]] = []  # (time, spill-over cost, requests served, peak in flight)
     history = []

@@ -9,9 +9,16 @@ import pytest
 from aiohttp import web
 
 from gateway.config import ServiceSpec
-from gateway.dedicated.client import ControlPlane, ControlPlaneError, Flavor, create_body
+from gateway.dedicated.client import (
+    ControlPlane,
+    ControlPlaneError,
+    Flavor,
+    Service,
+    create_body,
+)
 from tests.dedicated.fake_control_plane import FakeControlPlane
 from tests.fakes.server import BackgroundServer
+from tests.waiting import eventually
 
 SPEC = ServiceSpec(flavor_id="rtx4090-x1", image_url="registry.example/vllm:0.11", name="llama-8b",
                    description="gateway pool", command="vllm serve meta-llama/Meta-Llama-3.1-8B-Instruct",
@@ -27,6 +34,15 @@ def test_a_create_request_has_the_documented_shape() -> None:
                             "gpu_num": 1}}
 
 
+async def _available(client: ControlPlane, service_id: str) -> Service | None:
+    service = await client.get(service_id)
+    return service if service.status == "available" else None
+
+
+async def _status_is(client: ControlPlane, service_id: str, status: str) -> bool:
+    return (await client.get(service_id)).status == status
+
+
 @pytest.mark.parametrize("envelope", [False, True])
 async def test_a_service_lives_through_the_documented_lifecycle(control_plane: FakeControlPlane,
                                                                 envelope: bool) -> None:
@@ -36,8 +52,8 @@ async def test_a_service_lives_through_the_documented_lifecycle(control_plane: F
         created = await client.create(SPEC)
         assert created.status == "initializing"
         assert control_plane.calls[-1] == ("POST", "/v1/inference-service", create_body(SPEC))
-        await asyncio.sleep(control_plane.ready_after_s + 0.05)
-        service = await client.get(created.service_id)
+        service = await eventually(lambda: _available(client, created.service_id), timeout_s=5,
+                                   what="the service becoming available")
         assert (service.status, service.available, service.flavor_id, service.instances, service.gpu_num) == (
             "available", True, "rtx4090-x1", 2, 1)
 
@@ -56,8 +72,8 @@ async def test_a_service_lives_through_the_documented_lifecycle(control_plane: F
 async def test_a_bad_flavor_ends_unavailable(control_plane: FakeControlPlane) -> None:
     async with ControlPlane(control_plane.url, control_plane.token) as client:
         created = await client.create(ServiceSpec(flavor_id="no-such-flavor", image_url="x"))
-        await asyncio.sleep(control_plane.ready_after_s + 0.05)
-        assert (await client.get(created.service_id)).status == "unavailable"
+        await eventually(lambda: _status_is(client, created.service_id, "unavailable"), timeout_s=5,
+                         what="the service failing its deployment")
 
 
 async def test_every_request_carries_the_bearer_token_and_a_refused_one_says_so(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from gateway.config_load import parse_config
+from gateway.accounting.settlement import Outcome
+from gateway.accounting.usage import Usage
+from gateway.config import parse_config
 from gateway.dedicated.cost import Ledger, Window, effective_per_mtok_nano
 from gateway.money import usd_to_nano
-from gateway.settlement import Outcome
 from gateway.store import UsageRecord
-from gateway.usage import Usage
 
 CONFIG = parse_config({
     "providers": {

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.config_load import parse_config
+from gateway.config import parse_config
 from gateway.dedicated.client import ControlPlane
 from gateway.dedicated.metrics import DedicatedMetrics
 from gateway.dedicated.watcher import Watcher

@@ -8,10 +8,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.config_load import parse_config
+from gateway.config import parse_config
 from gateway.routing import Router, Signals
 from gateway.routing.signals import parse_load, parse_models
 from tests.fakes import FakeProvider
+from tests.waiting import keeps_holding
 
 REAL_VLLM_METRICS = """\
 # HELP vllm:num_requests_running Number of requests in model execution batches.
@@ -163,8 +164,7 @@ async def test_pollers_run_on_their_own_timers_once_started() -> None:
             await signals.stop()
         assert not [r for r in fake.requests if r.path.endswith("/models")]  # models_poll_s: 0 is off
         seen = len(fake.probes)
-        await asyncio.sleep(0.3)
-        assert len(fake.probes) == seen  # stopped means stopped
+        await keeps_holding(lambda: len(fake.probes) == seen, 0.3, "no probe after stop")  # stopped means stopped
 
 
 @pytest.mark.parametrize("kind", ["openai", "vllm"])

@@ -16,6 +16,7 @@ import pytest
 from tests.fakes import FakeProvider
 from tests.routing.support import gateway, posts, price, provider_entry, route_doc
 from tests.routing.vllm_servers import VllmServers
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.vllm
 
@@ -66,7 +67,7 @@ def test_streaming_with_usage(vllm_servers: VllmServers, paid: FakeProvider) -> 
                                                 extra_body=LONG))
         assert all(c.choices for c in plain)  # no usage chunk for a client that did not ask for one
         # A stream's timings are recorded when the gateway settles it, just after its last byte.
-        _wait_for(lambda: route_doc(gw, "tiny", "pool")["tpot_s"] is not None, 5, "the stream's timings recorded")
+        wait_until(lambda: route_doc(gw, "tiny", "pool")["tpot_s"] is not None, 5, "the stream's timings recorded")
         doc = route_doc(gw, "tiny", "pool")
         assert doc["ttft_s"] > 0 and doc["tpot_s"] > 0
 
@@ -92,14 +93,6 @@ def _load_directly(url: str, n: int, max_tokens: int, log: list[str]) -> list[th
     for thread in threads:
         thread.start()
     return threads
-
-
-def _wait_for(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.1)
 
 
 def test_scraped_queue_saturates_the_pool_and_traffic_spills_to_the_per_token_provider(
@@ -130,7 +123,7 @@ def test_scraped_queue_saturates_the_pool_and_traffic_spills_to_the_per_token_pr
         # which with 64 in-flight allowed only the scrape (a queue, or no answer in time) could do.
         assert ("paid", "1") in served, (served, full, log)
         assert all(m["busy"] or m["waiting"] >= 1 for m in full), full
-        _wait_for(lambda: route_doc(gw, "tiny", "pool")["why"] == "pool with room", 60, "the queue drains")
+        wait_until(lambda: route_doc(gw, "tiny", "pool")["why"] == "pool with room", 60, "the queue drains")
         back = client.chat.completions.with_raw_response.create(model="tiny", messages=MESSAGES, max_tokens=4)
         assert back.headers["x-gateway-provider"] == "pool"
 
@@ -170,12 +163,12 @@ def test_a_killed_vllm_server_is_taken_out_of_the_pool_without_a_client_error(
         workers = [threading.Thread(target=traffic) for _ in range(3)]
         for worker in workers:
             worker.start()
-        time.sleep(2)
+        wait_until(lambda: len(served) >= 6, 60, "traffic through the pool")
         servers[1].kill()
         killed_at = len(served)
-        _wait_for(lambda: not route_doc(gw, "tiny", "pool")["endpoints"][1]["healthy"], 10,
+        wait_until(lambda: not route_doc(gw, "tiny", "pool")["endpoints"][1]["healthy"], 10,
                   "the killed server is marked down")
-        time.sleep(2)
+        wait_until(lambda: len(served) >= killed_at + 8, 60, "traffic after the kill")
         stop.set()
         for worker in workers:
             worker.join(60)

@@ -46,7 +46,7 @@ async def test_concurrent_calls_share_the_connection_and_get_their_own_replies(r
 
 async def test_a_silent_server_fails_every_waiting_call_within_the_timeout():
     async def accept_and_say_nothing(reader, writer):
-        await asyncio.sleep(10)
+        await asyncio.Event().wait()
 
     server = await asyncio.start_server(accept_and_say_nothing, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]

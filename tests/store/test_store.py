@@ -15,6 +15,7 @@ from gateway.store import Hold, KeyRecord, Limits, Store, StoreUnavailable, Usag
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
 from gateway.store.redis_scripts import PURGE_BATCH
+from tests.waiting import eventually, wait_until
 
 DAY = "2030-01-15"
 MONTH = "2030-01"
@@ -128,15 +129,14 @@ async def test_expired_reservation_releases_its_hold(store: Store) -> None:
     assert (await store.admit(hold(cost=1_000, ttl_s=0.2), limits)).admitted
     assert not (await store.admit(hold(cost=1_000), limits)).admitted
 
-    await asyncio.sleep(0.4)
+    await eventually(lambda: _spent(store, (0, 0)), timeout_s=3, what="the expired hold released")
 
-    assert await store.spend("research", DAY, MONTH) == (0, 0)
     assert (await store.admit(hold(cost=1_000), limits)).admitted
 
 
 async def test_settling_an_expired_reservation_still_records_the_actual_cost(store: Store) -> None:
     admission = await store.admit(hold(cost=1_000, ttl_s=0.1), Limits())
-    await asyncio.sleep(0.3)
+    await eventually(lambda: _spent(store, (0, 0)), timeout_s=3, what="the reservation expired")
 
     assert await store.settle(admission.reservation_id, used(cost=300))
 
@@ -147,7 +147,7 @@ async def test_settling_an_expired_reservation_still_records_the_actual_cost(sto
 
 async def test_settling_an_expired_reservation_twice_records_once(store: Store) -> None:
     admission = await store.admit(hold(cost=1_000, ttl_s=0.1), Limits())
-    await asyncio.sleep(0.3)
+    await eventually(lambda: _spent(store, (0, 0)), timeout_s=3, what="the reservation expired")
 
     first = await store.settle(admission.reservation_id, used(cost=300))
     second = await store.settle(admission.reservation_id, used(cost=300))
@@ -163,9 +163,9 @@ async def test_a_settled_id_is_remembered_only_until_its_reservation_expires(sto
     assert await store.settle(admission.reservation_id, used(cost=300))
     assert not await store.settle(admission.reservation_id, used(cost=300))
 
-    await asyncio.sleep(0.7)
-
-    assert await store.settle(admission.reservation_id, used(cost=300))
+    # Settling again records nothing until the id is forgotten, then records once.
+    await eventually(lambda: store.settle(admission.reservation_id, used(cost=300)), timeout_s=3,
+                     what="the settled id forgotten")
     assert await store.spend("research", DAY, MONTH) == (600, 600)
 
 
@@ -311,7 +311,8 @@ async def test_records_newest_first_and_capped(make_store: Callable[..., Awaitab
 async def test_records_of_all_teams_interleave_newest_first(store: Store) -> None:
     for n, team in enumerate(["research", "support", "research", "support"]):
         await store.settle(None, used(team=team, request_id=f"req-{n}"))
-        await asyncio.sleep(0.002)  # Redis orders records across teams by stream id (ms)
+        now_ms = int(time.time() * 1000)  # Redis orders records across teams by stream id (ms)
+        wait_until(lambda: int(time.time() * 1000) > now_ms, what="the next millisecond")
 
     everyone = await store.records(None, count=3)
 
@@ -367,10 +368,6 @@ async def test_negative_amounts_are_refused_before_they_reach_the_store(store: S
     assert await store.spend("research", DAY, MONTH) == (0, 0)
 
 
-async def test_ping_answers(store: Store) -> None:
-    await store.ping()
-
-
 async def test_memory_forgets_settled_ids_when_their_reservations_expire() -> None:
     store = MemoryStore()
     for _ in range(500):
@@ -378,8 +375,9 @@ async def test_memory_forgets_settled_ids_when_their_reservations_expire() -> No
         assert await store.settle(admission.reservation_id, used())
     team = store._teams["research"]
     assert len(team.settled) == 500 and not team.reservations
+    last_expiry_ms = max(expiry for expiry, _ in team.expiries)
 
-    await asyncio.sleep(0.7)
+    wait_until(lambda: time.time() * 1000 > last_expiry_ms, timeout_s=3, what="the last reservation's expiry")
     assert (await store.admit(hold(), Limits())).admitted
 
     assert not team.settled and len(team.reservations) == 1 and len(team.expiries) == 1
@@ -397,6 +395,21 @@ def _team_keys(client: redis.Redis, prefix: str, team: str) -> dict[str, int]:
             for key in client.scan_iter(match=f"{prefix}:{{{team}}}:*", count=1000)}
 
 
+def _wait_for_expiry(client: redis.Redis, prefix: str, *teams: str) -> None:
+    """Until Redis's own clock has passed every expiry in the teams' reservation zsets."""
+    def due() -> bool:
+        seconds, micros = client.time()
+        now_ms = seconds * 1000 + micros // 1000
+        latest = [client.zrange(f"{prefix}:{{{team}}}:reservations:expiry", -1, -1, withscores=True) for team in teams]
+        return all(not found or found[0][1] < now_ms for found in latest)
+
+    wait_until(due, timeout_s=SLOW_TTL_S + 5, what="every reservation's expiry")
+
+
+async def _spent(store: Store, expected: tuple[int, int]) -> bool:
+    return await store.spend("research", DAY, MONTH) == expected
+
+
 async def _settle_many(store: Store, team: str, count: int, *, ttl_s: float) -> None:
     async def one() -> None:
         admission = await store.admit(hold(team=team, ttl_s=ttl_s), Limits())
@@ -412,7 +425,7 @@ async def test_settled_requests_leave_no_keys_behind(redis_url: str, redis_prefi
     try:
         await _settle_many(store, "support", 5, ttl_s=SLOW_TTL_S)
         await _settle_many(store, "research", 500, ttl_s=SLOW_TTL_S)
-        await asyncio.sleep(SLOW_TTL_S + 0.3)
+        _wait_for_expiry(client, redis_prefix, "support", "research")
         for team in ("support", "research"):  # the purge in admit drops the expired tombstones
             assert (await store.admit(hold(team=team), Limits())).admitted
 
@@ -479,7 +492,7 @@ async def test_a_purge_backlog_drains_in_batches(redis_url: str, redis_prefix: s
         crashed = await store.admit(hold(cost=5_000, ttl_s=SLOW_TTL_S), Limits())  # never settled
         await _settle_many(store, "research", PURGE_BATCH + 100, ttl_s=SLOW_TTL_S)
         assert client.zcard(expiry) == PURGE_BATCH + 101
-        await asyncio.sleep(SLOW_TTL_S + 0.3)
+        _wait_for_expiry(client, redis_prefix, "research")
 
         assert await store.spend("research", DAY, MONTH) == ((PURGE_BATCH + 100) * 300,) * 2
         assert client.zcard(expiry) == 101  # one call purges at most a batch
@@ -563,6 +576,8 @@ async def test_store_recovers_when_redis_comes_back(redis_process) -> None:
         redis_process.stop()
         with pytest.raises(StoreUnavailable):
             await store.admit(hold(), Limits())
+        with pytest.raises(StoreUnavailable):
+            await store.ping()  # what /readyz asks
 
         redis_process.start()
         assert (await store.admit(hold(), Limits())).admitted

@@ -4,7 +4,7 @@ Labels are team, model, provider, endpoint and status class, plus three small fi
 (an upstream failure's reason, a budget's period, a store operation): never a key, a
 user or a request id. A request changes metrics once, at settlement, through children
 cached by their label values; state that lives elsewhere (routes, pools, budgets) is
-copied into gauges by `gateway.gauges` every few seconds.
+copied into gauges by `gateway.observability.gauges` every few seconds.
 
 With PROMETHEUS_MULTIPROC_DIR set (`gateway serve` sets it for several workers) every
 value lives in files shared by the workers, and /metrics merges them: counters and
@@ -27,12 +27,10 @@ from prometheus_client import (
     multiprocess,
 )
 
+from gateway.accounting.settlement import Outcome
 from gateway.config import Config
 from gateway.errors import GatewayError
-from gateway.gauges import StateGauges
-from gateway.metered_store import STORE_OPERATIONS, MeteredStore
-from gateway.routing import Router
-from gateway.settlement import Outcome
+from gateway.observability.store_timing import STORE_OPERATIONS, MeteredStore
 from gateway.store import Store, UsageRecord
 
 NO_PROVIDER = "none"  # the provider label of a request no upstream answered
@@ -191,7 +189,6 @@ class Metrics:
                 self.pool_counter(name, route.provider)
         for operation in STORE_OPERATIONS:
             self.store_failures.labels(operation)
-        self._gauges: StateGauges | None = None
 
     # --- the request path ------------------------------------------------------------
 
@@ -255,15 +252,8 @@ class Metrics:
 
     # --- lifecycle and exposition ----------------------------------------------------
 
-    async def start(self, router: Router, store: Store) -> None:
-        """Begin copying routing, pool and budget state into gauges."""
-        self._gauges = StateGauges(self, self._config, router, store)
-        self._gauges.start()
-
-    async def stop(self) -> None:
-        if self._gauges is not None:
-            await self._gauges.stop()
-            self._gauges = None
+    def close(self) -> None:
+        """Called last at shutdown, after whatever else sets gauges."""
         if self.multiprocess:
             # This process's live gauges leave the sums; its counters stay counted.
             multiprocess.mark_process_dead(os.getpid())

@@ -10,11 +10,11 @@ import logging
 import time
 from dataclasses import dataclass
 
-from gateway.admission import Reservation
+from gateway.accounting.admission import Reservation
+from gateway.accounting.usage import Usage
 from gateway.config import Price
 from gateway.money import token_cost
 from gateway.store import Store, StoreUnavailable, UsageRecord
-from gateway.usage import Usage
 
 log = logging.getLogger("gateway.settlement")
 

@@ -7,7 +7,16 @@ from typing import Any, Awaitable, TypeVar
 
 from prometheus_client import Counter, Histogram
 
-from gateway.store import Admission, DailyUsage, Hold, KeyRecord, Limits, Store, StoreUnavailable, UsageRecord
+from gateway.store import (
+    Admission,
+    DailyUsage,
+    Hold,
+    KeyRecord,
+    Limits,
+    Store,
+    StoreUnavailable,
+    UsageRecord,
+)
 
 T = TypeVar("T")
 STORE_OPERATIONS = ("admit", "settle", "spend", "usage", "records", "add_key", "revoke_key", "keys",

@@ -7,11 +7,10 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.adapt import upstream_body
 from gateway.call import Call, read_call
-from gateway.config import ProviderConfig
-from gateway.config_load import parse_config
+from gateway.config import ProviderConfig, parse_config
 from gateway.errors import GatewayError
+from gateway.upstream.adapt import upstream_body
 
 HELLO = [{"role": "user", "content": "Hello"}]
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 
+from gateway.accounting.periods import utc_periods
 from gateway.call import Call
 from gateway.config import Config, ModelConfig, TeamConfig
 from gateway.errors import GatewayError
@@ -25,12 +25,6 @@ class Reservation:
     id: str | None  # None when admitted unmetered while the store was down
     hold: Hold
     headers: dict[str, str]
-
-
-def utc_periods(now: float | None = None) -> tuple[str, str]:
-    """The UTC day and month that spend at `now` counts against."""
-    t = time.gmtime(now)
-    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}", f"{t.tm_year:04d}-{t.tm_mon:02d}"
 
 
 def worst_case(call: Call, model: ModelConfig, team: TeamConfig) -> tuple[int, int]:

@@ -17,8 +17,8 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from gateway.config import Timeouts
-from gateway.upstream import Opened
-from gateway.usage import StreamTap
+from gateway.upstream.client import Opened
+from gateway.upstream.tap import StreamTap
 
 
 @dataclass(slots=True)

@@ -6,23 +6,18 @@ each team's spend every few seconds with one store call per team.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from gateway.background import BackgroundLoop
-from gateway.admission import utc_periods
+from gateway.accounting.periods import utc_periods
+from gateway.background import Periodic, stop_all
 from gateway.config import Config
+from gateway.observability.metrics import Metrics
 from gateway.routing import Router
 from gateway.routing.health import CLOSED, HALF_OPEN, OPEN
 from gateway.store import Store, StoreUnavailable
 
-if TYPE_CHECKING:
-    from gateway.metrics import Metrics
-
-log = logging.getLogger("gateway.metrics")
+log = logging.getLogger("gateway.observability.metrics")
 
 ROUTES_EVERY_S = 1.0
 BUDGETS_EVERY_S = 5.0
@@ -36,14 +31,14 @@ def endpoint_label(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
-class StateGauges(BackgroundLoop):
+class StateGauges:
     """Owns the refresh task; `refresh_routes` and `refresh_budgets` run one round each (tests)."""
 
     def __init__(self, metrics: Metrics, config: Config, router: Router, store: Store,
                  routes_every_s: float = ROUTES_EVERY_S, budgets_every_s: float = BUDGETS_EVERY_S) -> None:
         self._store = store
-        self._routes_every_s = routes_every_s
-        self._budgets_every_s = budgets_every_s
+        self._loops = [Periodic("route gauges", routes_every_s, self._refresh_routes, immediately=True),
+                       Periodic("budget gauges", budgets_every_s, self.refresh_budgets, immediately=True)]
         m = metrics
         used = sorted({route.name for routes in router.routes.values() for route in routes})
         # Children bound once; a round only reads attributes and sets values.
@@ -101,15 +96,12 @@ class StateGauges(BackgroundLoop):
             for period, (limit, gauge) in remaining.items():
                 gauge.set(max(limit - spent[period], 0) / 1e9)
 
-    async def _run(self) -> None:
-        budgets_due = 0.0
-        while True:
-            try:
-                self.refresh_routes()
-                now = time.monotonic()
-                if now >= budgets_due:
-                    budgets_due = now + self._budgets_every_s
-                    await self.refresh_budgets()
-            except Exception:  # the refresh must outlive any one bad round
-                log.exception("refreshing metrics gauges failed")
-            await asyncio.sleep(self._routes_every_s)
+    def start(self) -> None:
+        for loop in self._loops:
+            loop.start()
+
+    async def stop(self) -> None:
+        await stop_all(self._loops)
+
+    async def _refresh_routes(self) -> None:
+        self.refresh_routes()

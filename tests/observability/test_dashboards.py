@@ -18,11 +18,12 @@ import httpx
 import pytest
 import yaml
 
-from gateway.metrics import Metrics
+from gateway.observability.metrics import Metrics
 from tests.fakes import FakeProvider
 from tests.gateway_process import GatewayProcess, free_port
+from tests.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 # What Grafana puts in place of its variables; "All" of a multi-value variable is ".*".
 GRAFANA_VARIABLES = {"__rate_interval": "1m", "__range": "5m", "__interval": "15s",
@@ -238,14 +239,16 @@ def test_every_panel_expression_parses_and_returns_data_in_prometheus(prometheus
 
             # Wait until Prometheus has scraped every settled request, then two scrapes more
             # so that every rate() has points on both sides of the traffic.
-            deadline = time.monotonic() + 20
-            while True:
+            def seen() -> float:
                 result = prometheus.query("sum(gateway_requests_total)")["data"]["result"]
-                if result and float(result[0]["value"][1]) >= settled:
-                    break
-                assert time.monotonic() < deadline, f"Prometheus never saw {settled} requests: {result}"
-                time.sleep(0.25)
-            time.sleep(2.5)
+                return float(result[0]["value"][1]) if result else 0.0
+
+            def scrapes() -> float:
+                return float(prometheus.query("sum(count_over_time(up[10m]))")["data"]["result"][0]["value"][1])
+
+            wait_until(lambda: seen() >= settled, 20, f"Prometheus seeing all {settled} requests")
+            after = scrapes()
+            wait_until(lambda: scrapes() >= after + 2, 20, "two more scrapes")
 
             failures = []
             for board, title, expr in expressions():

@@ -14,16 +14,16 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.admission import utc_periods
-from gateway.config_load import parse_config
+from gateway.accounting.periods import utc_periods
+from gateway.accounting.settlement import Outcome
+from gateway.accounting.usage import Usage
+from gateway.config import parse_config
 from gateway.errors import GatewayError, upstream_error
-from gateway.gauges import StateGauges, endpoint_label
-from gateway.metrics import UPSTREAM_REASONS, Metrics, failure_reason
+from gateway.observability.gauges import StateGauges, endpoint_label
+from gateway.observability.metrics import UPSTREAM_REASONS, Metrics, failure_reason
 from gateway.routing import Router
-from gateway.settlement import Outcome
 from gateway.store import Hold, Limits, StoreUnavailable, UsageRecord
 from gateway.store.memory import MemoryStore
-from gateway.usage import Usage
 from tests.fakes import FakeProvider
 from tests.gateway_process import GatewayProcess
 
@@ -145,7 +145,9 @@ def test_labels_never_carry_a_key_or_a_request_id():
 def test_metric_names_follow_prometheus_conventions():
     metrics = Metrics(config())
     families = list(metrics.registry.collect())
-    assert families
+    names = {family.name for family in families}
+    assert {"gateway_requests", "gateway_cost_usd", "gateway_request_duration_seconds", "gateway_team_budget_usd",
+            "gateway_store_duration_seconds", "gateway_upstream_inflight_requests"} <= names, names
     for family in families:
         assert family.name.startswith("gateway_")
         if family.type == "counter":

@@ -7,9 +7,8 @@ import os
 import sys
 from typing import Any
 
-from gateway import cli_endpoints
-from gateway.config import Config, ConfigError
-from gateway.config_load import load_config
+from gateway.cli import endpoints as cli_endpoints
+from gateway.config import Config, ConfigError, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             return check_command(args.file)
         if args.command == "endpoints":
             return cli_endpoints.run(args)
-        from gateway import cli_admin
+        from gateway.cli import admin as cli_admin
 
         return cli_admin.run(args)
     except ConfigError as error:

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config import AutoscaleConfig, ConfigError, ServiceSpec
-from gateway.config_load import parse_config
+from gateway.config import AutoscaleConfig, ConfigError, ServiceSpec, parse_config
 
 
 def config(provider: dict[str, Any], **top: Any) -> Any:

@@ -12,7 +12,8 @@ from typing import Any, Callable
 import orjson
 import pytest
 
-from gateway.usage import StreamTap, Usage, usage_from_doc
+from gateway.accounting.usage import Usage, usage_from_doc
+from gateway.upstream.tap import StreamTap
 from providers import PROFILES
 
 SPLITS = [1, 7, 64, None]  # None: the whole stream in one piece
@@ -49,7 +50,7 @@ def tap_all(kind: str, wants_usage: bool, data: bytes, size: int | None, flush: 
 
 
 def outcome(tap: StreamTap) -> tuple[Any, ...]:
-    return (tap.usage, tap.deltas, tap.done)
+    return (tap.usage, tap.deltas)
 
 
 def events(data: bytes) -> list[bytes]:
@@ -82,9 +83,8 @@ def test_openai_stream_passes_byte_for_byte_and_usage_is_read(size: int | None, 
     stream, _ = openai_stream(encode)
     out, tap = tap_all("novita", True, stream, size)
     assert out == stream
-    assert tap.usage == Usage(prompt_tokens=12, completion_tokens=3, provider_cost_nano=None, reported=True)
+    assert tap.usage == Usage(prompt_tokens=12, completion_tokens=3, provider_cost_nano=None)
     assert tap.deltas == 3
-    assert tap.done is True
 
 
 @pytest.mark.parametrize("size", SPLITS)
@@ -93,9 +93,8 @@ def test_openai_usage_chunk_is_dropped_when_the_client_did_not_ask(size: int | N
     stream, usage_event = openai_stream(encode)
     out, tap = tap_all("vllm", False, stream, size)
     assert out == stream.replace(usage_event, b"")
-    assert tap.usage == Usage(prompt_tokens=12, completion_tokens=3, provider_cost_nano=None, reported=True)
+    assert tap.usage == Usage(prompt_tokens=12, completion_tokens=3, provider_cost_nano=None)
     assert tap.deltas == 3
-    assert tap.done is True
 
 
 def test_results_do_not_depend_on_how_the_stream_was_split() -> None:
@@ -165,9 +164,8 @@ def test_deepinfra_stream_is_given_openai_shape_when_the_client_wants_usage(size
         "model": "meta-llama/Meta-Llama-3.1-8B-Instruct", "choices": [],
         "usage": {"prompt_tokens": 15, "completion_tokens": 16, "total_tokens": 31}}
     assert got[5:] == [DONE]
-    assert tap.usage == Usage(prompt_tokens=15, completion_tokens=16, provider_cost_nano=26_800, reported=True)
+    assert tap.usage == Usage(prompt_tokens=15, completion_tokens=16, provider_cost_nano=26_800)
     assert tap.deltas == 2
-    assert tap.done is True
 
 
 @pytest.mark.parametrize("size", SPLITS)
@@ -182,7 +180,7 @@ def test_deepinfra_stream_sends_no_usage_chunk_when_the_client_did_not_ask(size:
     assert len(got) == 5
     assert orjson.loads(got[3][6:]) == {**finish, "usage": None}
     assert got[4] == DONE
-    assert tap.usage == Usage(prompt_tokens=15, completion_tokens=16, provider_cost_nano=26_800, reported=True)
+    assert tap.usage == Usage(prompt_tokens=15, completion_tokens=16, provider_cost_nano=26_800)
     assert tap.deltas == 2
 
 
@@ -244,7 +242,6 @@ def test_a_stream_cut_mid_event_still_reports_the_deltas_counted(size: int | Non
     assert out == b"".join(events(stream)[:2])
     assert tap.usage is None
     assert tap.deltas == 1
-    assert tap.done is False
 
 
 @pytest.mark.parametrize("size", SPLITS)
@@ -257,18 +254,9 @@ def test_a_deepinfra_stream_cut_before_its_finish_chunk_counts_its_deltas_withou
     assert tap.deltas == 2
 
 
-def test_done_is_set_by_the_done_marker() -> None:
-    stream, _ = openai_stream()
-    _, tap = tap_all("openai", True, stream[: -len(DONE)], None)
-    assert tap.done is False
-    _, tap = tap_all("openai", True, stream, None)
-    assert tap.done is True
-
-
 def test_a_content_delta_reading_done_does_not_end_the_stream() -> None:
     stream = event(chat_chunk({"content": "[DONE]"}))
     _, tap = tap_all("openai", False, stream, None)
-    assert tap.done is False
     assert tap.deltas == 1
 
 
@@ -282,7 +270,7 @@ def test_events_framed_with_crlf_pass_as_they_arrive_and_are_read() -> None:
     for size in SPLITS:
         out, tap = tap_all("openai", True, crlf, size, flush=False)
         assert out == crlf
-        assert tap.usage == Usage(prompt_tokens=12, completion_tokens=3, provider_cost_nano=None, reported=True)
+        assert tap.usage == Usage(prompt_tokens=12, completion_tokens=3, provider_cost_nano=None)
         assert tap.deltas == 3
 
 
@@ -290,8 +278,8 @@ def test_events_framed_with_crlf_pass_as_they_arrive_and_are_read() -> None:
 
 def test_usage_from_a_response_body_with_provider_cost() -> None:
     doc = {"choices": [], "usage": DI_USAGE}
-    assert usage_from_doc(doc, PROFILES["deepinfra"]) == Usage(15, 16, 26_800, True)
-    assert usage_from_doc(doc, PROFILES["openai"]) == Usage(15, 16, None, True)
+    assert usage_from_doc(doc, PROFILES["deepinfra"]) == Usage(15, 16, 26_800)
+    assert usage_from_doc(doc, PROFILES["openai"]) == Usage(15, 16, None)
 
 
 def test_no_usage_in_a_body_is_none() -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from gateway.admission import utc_periods
-from gateway.config_load import load_config
+from gateway.accounting.periods import utc_periods
+from gateway.config import load_config
 
 
 def run(args: Any) -> int:

@@ -1,4 +1,4 @@
-"""Finding what a request used: in a JSON body, or in SSE events as they pass by.
+"""Reading usage out of an SSE stream as it passes by.
 
 Streams stay bytes: only an event that carries usage, or one that must be dropped,
 is parsed. Content deltas are counted so that a stream cut short can still be billed.
@@ -7,40 +7,16 @@ is parsed. Content deltas are counted so that a stream cut short can still be bi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from gateway.money import usd_to_nano
+from gateway.accounting.usage import Usage, usage_from_doc
 from providers import Profile
 
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _DELTA = re.compile(rb'"(?:content|text)"\s*:\s*"(?!")')
-_DONE = re.compile(rb"(?:^|\n)data:\s*\[DONE\]", re.MULTILINE)
 _EVENT_END = b"\n\n"
-
-
-@dataclass(slots=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    provider_cost_nano: int | None = None
-    reported: bool = False  # False: counted by the gateway, the provider never said
-
-
-def usage_from_doc(doc: Any, profile: Profile) -> Usage | None:
-    """Usage from a parsed response or chunk, with the provider's own cost when it sends one."""
-    usage = doc.get("usage") if isinstance(doc, dict) else None
-    if not isinstance(usage, dict):
-        return None
-    cost = usage.get(profile.cost_field) if profile.cost_field else None
-    return Usage(
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-        provider_cost_nano=usd_to_nano(cost) if isinstance(cost, (int, float)) else None,
-        reported=True,
-    )
 
 
 class StreamTap:
@@ -51,7 +27,7 @@ class StreamTap:
     finish chunk (split into OpenAI's two chunks), and deltas the profile drops.
     """
 
-    __slots__ = ("_profile", "_wants_usage", "_tail", "usage", "deltas", "done")
+    __slots__ = ("_profile", "_wants_usage", "_tail", "usage", "deltas")
 
     def __init__(self, profile: Profile, wants_usage: bool) -> None:
         self._profile = profile
@@ -59,7 +35,6 @@ class StreamTap:
         self._tail = b""
         self.usage: Usage | None = None
         self.deltas = 0  # content-bearing events seen: one token each on every server we know
-        self.done = False  # saw `data: [DONE]`
 
     def feed(self, chunk: bytes) -> bytes:
         data = self._tail + chunk if self._tail else chunk
@@ -69,8 +44,6 @@ class StreamTap:
             return b""
         ready, self._tail = data[:end], data[end:]
         self.deltas += len(_DELTA.findall(ready))
-        if _DONE.search(ready):
-            self.done = True
         if _USAGE.search(ready) is None and not self._has_dropped_delta(ready):
             return ready
         end = b"\r\n\r\n" if b"\r\n\r\n" in ready else _EVENT_END  # keep the upstream's framing

@@ -14,6 +14,7 @@ from gateway.money import token_cost, usd_to_nano
 from gateway.store.redis import RedisStore
 from tests.fakes import FakeProvider
 from tests.gateway_process import GatewayProcess
+from tests.waiting import holds_for, wait_until
 
 KEY = "sk-team-alpha"
 PRICE_IN, PRICE_OUT = 1.0, 2.0  # USD per million tokens, as the fakes price them
@@ -136,13 +137,16 @@ def test_streams_cut_at_a_provider_that_stops_are_billed_for_what_reached_the_ga
 
 def settled_records(url: str, team: str, expected: int, timeout_s: float = 10.0) -> list:
     """The team's records once `expected` have landed (settlement runs after each response)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        records = asyncio.run(_records(url, team))
-        if len(records) >= expected or time.monotonic() > deadline:
-            time.sleep(0.2)  # and a moment more, so a record written twice would show
-            return asyncio.run(_records(url, team))
-        time.sleep(0.1)
+    def fetch() -> list:
+        return asyncio.run(_records(url, team))
+
+    def landed() -> list | None:
+        found = fetch()
+        return found if len(found) >= expected else None
+
+    records = wait_until(landed, timeout_s, f"{expected} records")
+    holds_for(lambda: len(fetch()) == len(records), 0.2, "no request recorded twice")
+    return records
 
 
 async def _records(url: str, team: str) -> list:
@@ -204,10 +208,7 @@ def test_redis_down_is_a_quick_503_and_the_gateway_recovers(fakes, redis_process
         assert status == 503 and took < 3.0
         assert httpx.get(gw.url + "/readyz").status_code == 503
         redis_process.start()
-        deadline = time.monotonic() + 5
-        while ask()[0] != 200:
-            assert time.monotonic() < deadline, "the gateway did not recover when Redis came back"
-            time.sleep(0.2)
+        wait_until(lambda: ask()[0] == 200, 5, "the gateway recovering when Redis came back", interval_s=0.2)
         assert httpx.get(gw.url + "/readyz").status_code == 200
 
 
@@ -222,25 +223,29 @@ def test_redis_down_admits_unmetered_when_configured_to(fakes, redis_process):
 
 
 def test_revoked_key_stops_working_on_every_worker_within_a_second(fakes, redis_process):
-    with GatewayProcess(config(fakes, redis_process.url), workers=2) as gw:
+    # Two gateway processes on one Redis: each answers on its own port, so each is asked for certain.
+    cfg = config(fakes, redis_process.url)
+    with GatewayProcess(cfg) as first, GatewayProcess(cfg) as second:
         admin = {"authorization": "Bearer admin-secret"}
-        created = httpx.post(gw.url + "/admin/keys", json={"team": "alpha", "name": "ci"}, headers=admin)
+        created = httpx.post(first.url + "/admin/keys", json={"team": "alpha", "name": "ci"}, headers=admin)
         assert created.status_code == 201
         key, key_id = created.json()["key"], created.json()["id"]
         body = {"model": "m-openai", "messages": [{"role": "user", "content": "hi"}]}
         auth = {"authorization": f"Bearer {key}"}
-        deadline = time.monotonic() + 2
-        while httpx.post(gw.base_url + "/chat/completions", json=body, headers=auth).status_code != 200:
-            assert time.monotonic() < deadline
-        listed = httpx.get(gw.url + "/admin/keys", params={"team": "alpha"}, headers=admin).json()["data"]
+
+        def status(gw: GatewayProcess) -> int:
+            return httpx.post(gw.base_url + "/chat/completions", json=body, headers=auth).status_code
+
+        for gw in (first, second):
+            wait_until(lambda: status(gw) == 200, 2, f"the new key working on {gw.url}")
+        listed = httpx.get(first.url + "/admin/keys", params={"team": "alpha"}, headers=admin).json()["data"]
         assert [k["id"] for k in listed] == [key_id] and "key" not in listed[0]
-        assert httpx.delete(gw.url + f"/admin/keys/{key_id}", headers=admin).status_code == 200
+        assert httpx.delete(first.url + f"/admin/keys/{key_id}", headers=admin).status_code == 200
         revoked_at = time.monotonic()
-        time.sleep(1.0)
-        # many new connections, so both workers answer
-        statuses = {httpx.post(gw.base_url + "/chat/completions", json=body, headers=auth).status_code
-                    for _ in range(12)}
-        assert statuses == {401}, f"revoked key still served {time.monotonic() - revoked_at:.2f} s later"
+        for gw in (first, second):
+            wait_until(lambda: status(gw) == 401, 1.0 - (time.monotonic() - revoked_at),
+                       f"the revoked key refused by {gw.url}")
+            holds_for(lambda: status(gw) == 401, 0.2, "the revocation")
 
 
 def test_usage_report_by_day_model_and_provider(fakes, redis_process):
@@ -249,9 +254,13 @@ def test_usage_report_by_day_model_and_provider(fakes, redis_process):
         for model in ("m-openai", "m-openai", "m-deepinfra"):
             httpx.post(gw.base_url + "/chat/completions", headers=auth,
                        json={"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 8})
-        time.sleep(0.3)
-        report = httpx.get(gw.url + "/admin/usage", params={"team": "alpha"},
-                           headers={"authorization": "Bearer admin-secret"}).json()
+
+        def settled() -> dict | None:
+            report = httpx.get(gw.url + "/admin/usage", params={"team": "alpha"},
+                               headers={"authorization": "Bearer admin-secret"}).json()
+            return report if report["totals"]["requests"] == 3 else None
+
+        report = wait_until(settled, 5, "three requests settled")
     totals = report["totals"]
     assert (totals["requests"], totals["prompt_tokens"], totals["completion_tokens"]) == (3, 30, 24)
     assert totals["cost_nano"] == 3 * bill_nano(10, 8)

@@ -18,12 +18,18 @@ import asyncio
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from gateway.config import DedicatedConfig, ServiceSpec
-from gateway.config_load import load_config
-from gateway.dedicated.client import AVAILABLE, UNAVAILABLE, ControlPlane, ControlPlaneError, Flavor, Service
+from gateway.config import DedicatedConfig, ServiceSpec, load_config
+from gateway.dedicated.client import (
+    AVAILABLE,
+    UNAVAILABLE,
+    ControlPlane,
+    ControlPlaneError,
+    Flavor,
+    Service,
+)
 from gateway.money import nano_to_usd
 from providers import netmind_dedicated
 
@@ -145,7 +151,7 @@ async def _create(target: Target, args: Any) -> int:
             where = f"providers.{target.provider}.create in {target.config_path}" if target.provider else "--config"
             raise UsageProblem(f"say what to create: {' and '.join(missing)}, or a create spec ({where})")
         spec = ServiceSpec(flavor_id=given.pop("flavor_id"), image_url=given.pop("image_url"))
-    spec = replace(spec, **given)
+    spec = ServiceSpec.model_validate({**spec.model_dump(), **given})
     async with _client(target) as client:
         service = await client.create(spec)
         print(f"created service {service.service_id}: {service.status}")

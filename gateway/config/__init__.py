@@ -1,0 +1,29 @@
+"""The gateway's configuration: one YAML file, validated once at start-up into frozen objects.
+
+`load` reads the file and turns the first problem into a `ConfigError` naming its place;
+`schema` and `providers` (with `dedicated`) are the sections; `fields` the value types;
+`env` the `${VAR}` substitution. The hot path reads only the objects, never raw YAML.
+"""
+
+from gateway.config.dedicated import AutoscaleConfig, DedicatedConfig, ServiceSpec
+from gateway.config.load import ConfigError, load_config, parse_config
+from gateway.config.providers import ProviderConfig, Timeouts
+from gateway.config.schema import (
+    STRATEGIES,
+    CircuitConfig,
+    Config,
+    LatencyConfig,
+    ModelConfig,
+    Price,
+    RouteConfig,
+    RoutingConfig,
+    ServerConfig,
+    StoreConfig,
+    TeamConfig,
+)
+
+__all__ = [
+    "STRATEGIES", "AutoscaleConfig", "CircuitConfig", "Config", "ConfigError", "DedicatedConfig", "LatencyConfig",
+    "ModelConfig", "Price", "ProviderConfig", "RouteConfig", "RoutingConfig", "ServerConfig", "ServiceSpec",
+    "StoreConfig", "TeamConfig", "Timeouts", "load_config", "parse_config",
+]

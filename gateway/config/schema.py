@@ -1,0 +1,258 @@
+"""The config file's sections as frozen, typed objects: server, store, routing, models, teams.
+
+Providers have their own module (`gateway.config.providers`). Money is written in USD and
+read by the gateway as integer nano-dollars (`*_nano`); everything else keeps its unit.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from gateway.config.fields import (
+    Number,
+    Seconds,
+    Section,
+    Text,
+    Usd,
+    Whole,
+    in_range,
+    nano,
+    problem,
+)
+from gateway.config.providers import ProviderConfig
+from gateway.keys import hash_key
+from gateway.store import Limits
+
+STRATEGIES = ("balanced", "cost", "latency", "ordered")
+Strategy = Literal["balanced", "cost", "latency", "ordered"]
+
+
+def _store_url(url: str) -> str:
+    url = url or "memory://"
+    if url.startswith("memory://"):
+        return url
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise problem(f"unknown scheme in {url!r}; use memory:// or redis://host:6379/0")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018  (parsing it is the check)
+    except ValueError:
+        raise problem(f"the port of {parts.hostname!r} is not a number; write redis://host:6379/0") from None
+    db = (parse_qs(parts.query).get("db") or [""])[0] or (parts.path.strip("/") if parts.scheme != "unix" else "")
+    if db and not db.isdigit():
+        raise problem(f"names database {db!r}; a Redis database is a number, as in redis://host:6379/0")
+    return url
+
+
+class ServerConfig(Section):
+    host: Text = "127.0.0.1"
+    port: Annotated[Whole, in_range(1, 65535)] = 8080
+    workers: Annotated[Whole, in_range(1, 256)] = 1
+    admin_key: Text = ""
+    max_body_bytes: Annotated[Whole, in_range(1024)] = 4 * 1024 * 1024
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+
+class StoreConfig(Section):
+    url: Annotated[Text, AfterValidator(_store_url)] = "memory://"
+    on_failure: Literal["deny", "allow"] = "deny"  # deny: 503 while the store is down; allow: admit unmetered
+    timeout_s: Annotated[Seconds, in_range(0.01, 30)] = 0.5
+    reservation_ttl_s: Annotated[Seconds, in_range(1)] = 900.0
+    records_max: Annotated[Whole, in_range(1)] = 100_000
+
+
+class CircuitConfig(Section):
+    failures: Annotated[Whole, in_range(1)] = 5  # consecutive failures that open a circuit
+    error_ratio: Annotated[Number, in_range(0, 1)] = 0.5  # or this share of errors over the window...
+    min_requests: Annotated[Whole, in_range(1)] = 10  # ...once the window holds at least this many requests
+    window_s: Annotated[Seconds, in_range(0.1)] = 30.0
+    cooldown_s: Annotated[Seconds, in_range(0.01)] = 15.0
+
+
+class LatencyConfig(Section):
+    """How the EWMAs of time to first token and time per token follow a route's traffic."""
+
+    alpha: Annotated[Number, in_range(0.01, 1)] = 0.2  # a new sample's weight: higher follows changes (and noise)
+    # An estimate not refreshed for this long reads as unknown, so a route once slow is measured anew.
+    forget_after_s: Annotated[Seconds, in_range(1)] = 300.0
+
+
+class Weights(Section):
+    cost: Annotated[Number, in_range(0)] = 1.0
+    latency: Annotated[Number, in_range(0)] = 1.0
+
+
+class RoutingConfig(Section):
+    strategy: Strategy = "balanced"
+    max_attempts: Annotated[Whole, in_range(1, 20)] = 3
+    weights: Weights = Weights()
+    # What a second of expected latency is worth, in USD, when `balanced` weighs it against cost.
+    usd_per_second: Annotated[Number, in_range(0)] = 0.0001
+    circuit: CircuitConfig = CircuitConfig()
+    latency: LatencyConfig = LatencyConfig()
+    models_poll_s: Annotated[Seconds, in_range(0)] = 60.0  # 0: never poll /v1/models
+    metrics_poll_s: Annotated[Seconds, in_range(0.1)] = 2.0  # a pool member's /metrics and /health
+    # A pool member whose /metrics takes longer than this to answer is too busy to take more.
+    metrics_timeout_s: Annotated[Seconds, in_range(0.1)] = 5.0
+    # Routes whose expected time to first token is above this come after those below it; 0: no limit.
+    max_ttft_s: Annotated[Seconds, in_range(0)] = 0.0
+    rate_limit_cooldown_s: Annotated[Seconds, in_range(0)] = 1.0  # how long a 429 without Retry-After lasts
+
+
+class Price(Section):
+    """A route's price per million tokens, in USD as written; read as nano-dollars."""
+
+    input_per_mtok: Usd = 0.0
+    output_per_mtok: Usd = 0.0
+
+    @cached_property
+    def input_per_mtok_nano(self) -> int:
+        return nano(self.input_per_mtok) or 0
+
+    @cached_property
+    def output_per_mtok_nano(self) -> int:
+        return nano(self.output_per_mtok) or 0
+
+
+class RouteConfig(Section):
+    """One way to serve a public model: a provider and that provider's own model id."""
+
+    provider: str
+    model: Text = ""  # empty: the public name
+    price: Price | None = None
+
+
+class ModelConfig(Section):
+    derived: ClassVar[frozenset[str]] = frozenset({"name"})
+    name: str = ""
+    routes: tuple[RouteConfig, ...] = ()
+    strategy: Strategy | None = None
+
+    @field_validator("routes")
+    @classmethod
+    def _some_route(cls, routes: tuple[RouteConfig, ...]) -> tuple[RouteConfig, ...]:
+        if not routes:
+            raise problem("a model needs at least one route {provider, model}")
+        return routes
+
+
+class Budget(Section):
+    day: Usd | None = None
+    month: Usd | None = None
+
+
+def _hashes(keys: Any) -> Any:
+    # Only the hash of a key written in config is kept; an empty one (an unset variable) is no key.
+    if isinstance(keys, list):
+        return tuple(hash_key(str(key)) for key in keys if key and not isinstance(key, (dict, list)))
+    return keys
+
+
+class TeamConfig(Section):
+    derived: ClassVar[frozenset[str]] = frozenset({"name"})
+    name: str = ""
+    budget_usd: Budget = Budget()
+    rpm: Annotated[Whole, in_range(1)] | None = None
+    tpm: Annotated[Whole, in_range(1)] | None = None
+    models: tuple[Text, ...] = ("*",)  # glob patterns of public model names
+    key_hashes: Annotated[tuple[str, ...], BeforeValidator(_hashes)] = Field((), validation_alias="keys")
+    max_tokens_default: Annotated[Whole, in_range(1)] = 4096  # the worst case reserved when a client names none
+
+    @cached_property
+    def limits(self) -> Limits:
+        """The team's policy as the store enforces it."""
+        return Limits(rpm=self.rpm, tpm=self.tpm, budget_day_nano=nano(self.budget_usd.day),
+                      budget_month_nano=nano(self.budget_usd.month))
+
+
+class Config(Section):
+    """The whole file. `models` holds only what is served: routes to disabled providers are
+    left out (with a warning), and so is a model left without routes."""
+
+    derived: ClassVar[frozenset[str]] = frozenset({"warnings"})
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
+    routing: RoutingConfig = RoutingConfig()
+    providers: dict[str, ProviderConfig] = {}
+    models: dict[str, ModelConfig] = {}
+    teams: dict[str, TeamConfig] = {}
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def auth_required(self) -> bool:
+        """With no teams configured the gateway is open; any team makes keys mandatory."""
+        return bool(self.teams)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_entries(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        return {**raw, **{section: _named(raw[section], section == "providers")
+                          for section in ("providers", "models", "teams") if isinstance(raw.get(section), dict)}}
+
+    @model_validator(mode="after")
+    def _served(self) -> Config:
+        _check_workers(self)
+        warnings = [reason for p in self.providers.values() if (reason := p.disabled_because)]
+        models = {}
+        for name, model in self.models.items():
+            routes = _served_routes(name, model, self.providers)
+            if not routes:
+                warnings.append(f"models.{name}: every route's provider is disabled; the model is not served")
+                continue
+            models[name] = model.model_copy(update={"routes": routes})
+        # Frozen for everyone else; this is still validation, and a model's served routes need every provider.
+        object.__setattr__(self, "models", models)
+        object.__setattr__(self, "warnings", (*self.warnings, *warnings))
+        return self
+
+
+def _named(entries: dict[str, Any], providers: bool) -> dict[str, Any]:
+    """Each entry of a section knows its key; a provider's kind defaults to its name."""
+    named = {}
+    for name, spec in entries.items():
+        spec = spec if spec is not None else {}
+        if isinstance(spec, dict):
+            spec = {**({"kind": name} if providers else {}), **spec, "name": str(name)}
+        named[name] = spec
+    return named
+
+
+def _check_workers(config: Config) -> None:
+    workers = config.server.workers
+    if workers > 1 and config.store.url.startswith("memory://"):
+        raise problem(f"{workers} workers need a shared store: the in-process store (memory://) holds one "
+                      "worker's quotas only; set store.url to redis://...", at="server.workers")
+    for name, provider in config.providers.items():
+        scaling = provider.dedicated.autoscale if provider.dedicated else None
+        if scaling and scaling.enabled and not scaling.dry_run and workers > 1:
+            raise problem(f"each of {workers} workers would scale on its own share of the traffic; use dry_run, "
+                          "or one worker", at=f"providers.{name}.autoscale.enabled")
+
+
+def _served_routes(name: str, model: ModelConfig, providers: dict[str, ProviderConfig]) -> tuple[RouteConfig, ...]:
+    known = ", ".join(sorted(providers)) or "none configured"
+    routes = []
+    for i, route in enumerate(model.routes):
+        where = f"models.{name}.routes[{i}]"
+        provider = providers.get(route.provider)
+        if provider is None:
+            raise problem(f"no provider named {route.provider!r} (known: {known})", at=f"{where}.provider")
+        upstream_model = route.model or name
+        if provider.profile.lowercase_model_ids and upstream_model != upstream_model.lower():
+            raise problem(f"{provider.kind} model ids are lower-case; write {upstream_model.lower()!r}",
+                          at=f"{where}.model")
+        if provider.enabled:
+            routes.append(route if route.model else route.model_copy(update={"model": upstream_model}))
+    return tuple(routes)
