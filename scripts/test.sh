@@ -23,4 +23,6 @@ bash bench/setup.sh
 bash scripts/vllm-env.sh
 
 export GATEWAY_REQUIRE_REAL=1   # fixtures fail, never skip, when Redis/Prometheus/vLLM is missing
-exec python3 -m pytest "$@"
+# Line coverage of gateway/ and providers/, gateway processes started by the tests included;
+# the run fails below [tool.coverage.report] fail_under in pyproject.toml.
+exec python3 -m pytest --cov --cov-report=term "$@"

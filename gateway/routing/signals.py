@@ -35,6 +35,8 @@ _GAUGES = {
     "vllm:kv_cache_usage_perc": "kv",
     "vllm:gpu_cache_usage_perc": "kv",  # the name before vLLM 0.10
 }
+_LOAD_PREFIXES = tuple(f"{prefix}{name}{end}" for name in _GAUGES for prefix, end in (("", "{"), ("", " "),
+                                                                                      ("# TYPE ", " ")))
 
 
 def parse_load(text: str) -> dict[str, float]:
@@ -44,7 +46,7 @@ def parse_load(text: str) -> dict[str, float]:
     """
     found: dict[str, float] = {}
     try:
-        for family in text_string_to_metric_families(text):
+        for family in text_string_to_metric_families(_load_lines(text)):
             field = _GAUGES.get(family.name)
             if field is None:
                 continue
@@ -57,6 +59,12 @@ def parse_load(text: str) -> dict[str, float]:
         log.warning("a pool member's /metrics is not Prometheus text; its load is unknown until the next scrape")
         return {}
     return found
+
+
+def _load_lines(text: str) -> str:
+    """Only the lines of the gauges read: vLLM's page is about 50 KB, mostly histograms, and
+    the parser takes 7 ms over all of it against 0.2 ms over these (bench/scrape.py)."""
+    return "\n".join(line for line in text.splitlines() if line.startswith(_LOAD_PREFIXES))
 
 
 def parse_models(body: bytes) -> frozenset[str] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -32,6 +33,12 @@ def test_parse_load_reads_vllm_gauges_summed_over_engines() -> None:
     assert parse_load(REAL_VLLM_METRICS) == {"running": 3.0, "waiting": 4.0, "kv": 0.5}
     assert parse_load("vllm:gpu_cache_usage_perc 0.75\n") == {"kv": 0.75}  # the name before 0.10
     assert parse_load("garbage\nvllm:num_requests_waiting{x=\"1\"} nan-ish\n") == {}
+
+
+def test_parse_load_reads_the_whole_page_of_a_real_vllm_server_under_load() -> None:
+    page = (Path(__file__).resolve().parents[2] / "bench" / "data" / "vllm-metrics.txt").read_text()
+    load = parse_load(page)
+    assert load["running"] == 24.0 and load["waiting"] == 0.0 and 0.04 < load["kv"] < 0.042
 
 
 def test_parse_models_reads_openai_lists_and_bare_lists() -> None:
