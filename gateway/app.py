@@ -16,9 +16,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway import admin, proxy
+from gateway import admin
 from gateway.config import Config, load_config
 from gateway.errors import GatewayError
+from gateway.proxy import find_model, proxy
 from gateway.service import Gateway
 
 log = logging.getLogger("gateway")
@@ -36,29 +37,29 @@ class GatewayApp:
     instead.
     """
 
-    PROXIED = {"/v1/chat/completions": proxy.chat_completions, "/v1/completions": proxy.completions,
-               "/v1/embeddings": proxy.embeddings}
+    PROXIED = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
 
-    def __init__(self, starlette: Starlette) -> None:
+    def __init__(self, starlette: Starlette, gateway: Gateway) -> None:
         self.starlette = starlette
         self.state = starlette.state
+        self.gateway = gateway
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self.PROXIED.get(scope["path"]) if scope["type"] == "http" else None
-        if handler is None:
+        endpoint = self.PROXIED.get(scope["path"]) if scope["type"] == "http" else None
+        if endpoint is None:
             await self.starlette(scope, receive, send)
             return
-        scope["app"] = self.starlette
-        request = Request(scope, receive, send)
         if scope["method"] != "POST":
-            response = GatewayError(405, f"Method {scope['method']} is not allowed on {scope['path']}; use POST",
-                                    headers={"allow": "POST"}).response()
-        else:
-            try:
-                response = await handler(request)
-            except Exception as exc:
-                response = await unexpected_error(request, exc)
-        await response(scope, receive, send)
+            await GatewayError(405, f"Method {scope['method']} is not allowed on {scope['path']}; use POST",
+                               headers={"allow": "POST"}).send(send)
+            return
+        try:
+            await proxy(self.gateway, endpoint, scope, receive, send)
+        except Exception:  # before the exchange owned the request: nothing is held, say so and log it
+            log.exception("unexpected error on POST %s", scope["path"])
+            with contextlib.suppress(Exception):  # the response may have started: then the client is told nothing
+                await GatewayError(500, "The gateway failed to handle this request; it has been logged.",
+                                   type="server_error", code="internal_error").send(send)
 
 
 def create_app(config: Config, gateway: Gateway | None = None) -> GatewayApp:
@@ -85,7 +86,7 @@ def create_app(config: Config, gateway: Gateway | None = None) -> GatewayApp:
         lifespan=lifespan,
     )
     app.state.gateway = gw
-    return GatewayApp(app)
+    return GatewayApp(app, gw)
 
 
 def app_from_env() -> GatewayApp:
@@ -97,7 +98,7 @@ def app_from_env() -> GatewayApp:
 async def list_models(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     try:
-        team = gw.keys.authenticate(request.headers.get("authorization")).team
+        team = (await gw.keys.authenticate(request.headers.get("authorization"))).team
     except GatewayError as error:
         return error.response()
     created = int(gw.started_at)
@@ -109,8 +110,8 @@ async def list_models(request: Request) -> Response:
 async def get_model(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     try:
-        team = gw.keys.authenticate(request.headers.get("authorization")).team
-        model = proxy.find_model(gw, request.path_params["name"], team)
+        team = (await gw.keys.authenticate(request.headers.get("authorization"))).team
+        model = find_model(gw, request.path_params["name"], team)
     except GatewayError as error:
         return error.response()
     return _json({"id": model.name, "object": "model", "created": int(gw.started_at), "owned_by": "gateway"})

@@ -2,28 +2,38 @@
 
 Keys live in the store (only their hashes). Each process keeps them in a dict and
 polls a version number twice a second, so a revoked key stops working on every
-worker within a second without a store call on the hot path.
+worker within a second without a store call on the hot path. A key this process does
+not know yet (created a moment ago through another worker) is looked up in the store
+once; unknown keys are remembered for a while and lookups are rate-limited, so a flood
+of wrong keys costs the store a bounded number of reads.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from gateway.background import Periodic
 from gateway.config import Config, TeamConfig
 from gateway.errors import GatewayError
-from gateway.keys import hash_key
+from gateway.keys import bearer_token, hash_key
 from gateway.store import KeyRecord, Store, StoreUnavailable
 
 log = logging.getLogger("gateway.auth")
 OPEN_TEAM = TeamConfig(name="default")  # the only team when none is configured
+MISS_TTL_S = 1.0  # an unknown key is not looked up again for this long
+MAX_MISSES = 10_000
+LOOKUPS_PER_S = 50  # store reads for keys not in memory, per worker
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
     team: TeamConfig
     key_id: str
+
+
+OPEN_IDENTITY = Identity(OPEN_TEAM, "")
 
 
 class KeyRing:
@@ -35,6 +45,8 @@ class KeyRing:
         self._keys: dict[str, Identity] = dict(self._static)
         self._version: int | None = None
         self._poller = Periodic("api key refresh", refresh_s, self._refresh_quietly)
+        self._misses: dict[str, float] = {}  # key hash -> monotonic time until which it is known unknown
+        self._lookups = RateLimit(LOOKUPS_PER_S, burst=2 * LOOKUPS_PER_S)
 
     async def start(self) -> None:
         try:
@@ -46,14 +58,36 @@ class KeyRing:
     async def stop(self) -> None:
         await self._poller.stop()
 
-    def authenticate(self, authorization: str | None) -> Identity:
+    async def authenticate(self, authorization: str | None) -> Identity:
         if not self._config.auth_required:
-            return Identity(OPEN_TEAM, "")
-        if not authorization or not authorization[:7].lower() == "bearer ":
+            return OPEN_IDENTITY
+        token = bearer_token(authorization)
+        if token is None:
             raise _invalid("You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.")
-        identity = self._keys.get(hash_key(authorization[7:].strip()))
+        key_hash = hash_key(token)
+        identity = self._keys.get(key_hash)
         if identity is None:
+            identity = await self._look_up(key_hash)
+        return identity
+
+    async def _look_up(self, key_hash: str) -> Identity:
+        """A key not in memory, from the store; a miss is remembered for MISS_TTL_S."""
+        now = time.monotonic()
+        if self._misses.get(key_hash, 0.0) > now or not self._lookups.take(now):
             raise _invalid("Incorrect API key provided.")
+        try:
+            record = await self._store.lookup_key(key_hash)
+        except StoreUnavailable:
+            raise GatewayError(503, "The gateway cannot check this API key right now; retry shortly.",
+                               type="service_unavailable", code="store_unavailable",
+                               headers={"retry-after": "1"}) from None
+        team = self._config.teams.get(record.team) if record is not None else None
+        if record is None or team is None:
+            if len(self._misses) >= MAX_MISSES:
+                self._misses.clear()
+            self._misses[key_hash] = now + MISS_TTL_S
+            raise _invalid("Incorrect API key provided.")
+        identity = self._keys[key_hash] = Identity(team, record.key_id)
         return identity
 
     def remember(self, record: KeyRecord) -> None:
@@ -78,6 +112,22 @@ class KeyRing:
             await self.refresh()
         except StoreUnavailable:
             pass  # keep the last known keys; the store's absence shows at admission
+
+
+class RateLimit:
+    """A token bucket: `take` is True at most `rate` times a second, after a `burst`."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self._rate, self._burst = rate, burst
+        self._tokens, self._at = burst, time.monotonic()
+
+    def take(self, now: float) -> bool:
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 def _invalid(message: str) -> GatewayError:

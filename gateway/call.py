@@ -11,11 +11,19 @@ from typing import Any
 
 import orjson
 
+from gateway.config import PartTokens
 from gateway.errors import bad_request
 
 ENDPOINTS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
 LEGACY_COMPLETIONS_MAX_TOKENS = 16
+MAX_OUTPUT_TOKENS = 1_000_000  # server.max_output_tokens's default
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _MESSAGE_OVERHEAD_TOKENS = 8  # role markers and template tokens around each message
+_PROMPT_OVERHEAD_TOKENS = 8  # the template's own: a begin-of-text token, the assistant's header
+# Content parts whose tokens are not their bytes: counted per part at the route's own bound
+# (config: part_tokens), since an image's or a file's count depends on the model.
+MEDIA_PARTS = {"image_url": "image", "input_image": "image", "input_audio": "audio", "file": "file",
+               "input_file": "file"}
 
 _NUMBER = (int, float)
 _JSON_NAMES = {int: "integer", float: "number", bool: "boolean", str: "string", dict: "object", list: "array",
@@ -39,15 +47,22 @@ class Call:
     wants_usage: bool  # the client asked for a usage chunk at the end of its stream
     max_tokens: int | None  # what the client allowed, under either name
     n: int
-    prompt_tokens_bound: int  # never fewer than the tokens the prompt will really count
+    prompt_tokens_bound: int  # never fewer than the tokens the prompt's text will really count
     narrowing: dict[str, Any] | None  # the body's `gateway: {...}` field, if any
+    media: dict[str, int] | None = None  # image, audio and file parts by kind, bounded per route
+
+    def prompt_bound(self, part_tokens: PartTokens) -> int:
+        """Tokens the whole prompt counts at most, each media part at `part_tokens` of its kind."""
+        if not self.media:
+            return self.prompt_tokens_bound
+        return self.prompt_tokens_bound + sum(count * getattr(part_tokens, kind) for kind, count in self.media.items())
 
     @property
     def path(self) -> str:
         return ENDPOINTS[self.endpoint]
 
 
-def read_call(raw: bytes, endpoint: str) -> Call:
+def read_call(raw: bytes, endpoint: str, max_output_tokens: int = MAX_OUTPUT_TOKENS) -> Call:
     """Parse and check a request body; raise a 400 GatewayError naming the bad field."""
     if not raw:
         raise bad_request("The request body is empty; send a JSON object.")
@@ -61,7 +76,8 @@ def read_call(raw: bytes, endpoint: str) -> Call:
     if not isinstance(model, str) or not model:
         raise bad_request("you must provide a model parameter", param="model", code="missing_required_parameter")
     _check_types(body)
-    prompt_bound = _PROMPT_READERS[endpoint](body)
+    media: dict[str, int] = {}
+    prompt_bound = _PROMPT_READERS[endpoint](body, media)
     stream = bool(body.get("stream", False))
     options = body.get("stream_options")
     if options is not None and not stream:
@@ -69,8 +85,9 @@ def read_call(raw: bytes, endpoint: str) -> Call:
                           param="stream_options")
     max_name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     max_tokens = body.get(max_name)
-    if max_tokens is not None and max_tokens < 1:
-        raise bad_request(f"{max_name} must be at least 1, got {max_tokens}", param=max_name)
+    if max_tokens is not None and not 1 <= max_tokens <= max_output_tokens:
+        raise bad_request(f"{max_name} must be between 1 and {max_output_tokens}, got {max_tokens}",
+                          param=max_name, code="invalid_value")
     if max_tokens is None and endpoint == "completions":
         max_tokens = LEGACY_COMPLETIONS_MAX_TOKENS
     n = 1 if body.get("n") is None else body["n"]
@@ -82,7 +99,8 @@ def read_call(raw: bytes, endpoint: str) -> Call:
         raise bad_request("'gateway' must be an object such as {\"providers\": [\"pool\"]}", param="gateway")
     return Call(endpoint=endpoint, body=body, model=model, stream=stream,
                 wants_usage=bool(stream and options and options.get("include_usage")),
-                max_tokens=max_tokens, n=n, prompt_tokens_bound=prompt_bound, narrowing=narrowing)
+                max_tokens=max_tokens, n=n, prompt_tokens_bound=prompt_bound, narrowing=narrowing,
+                media=media or None)
 
 
 def _check_types(body: dict[str, Any]) -> None:
@@ -104,33 +122,39 @@ def _check_stop(stop: Any) -> None:
         raise bad_request("'stop' must be a string or an array of strings", param="stop", code="invalid_type")
 
 
-def _chat_prompt(body: dict[str, Any]) -> int:
+def _chat_prompt(body: dict[str, Any], media: dict[str, int]) -> int:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise bad_request("'messages' must be a non-empty array", param="messages",
                           code="missing_required_parameter" if messages is None else "invalid_type")
-    total = 0
+    total = _PROMPT_OVERHEAD_TOKENS
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise bad_request(f"messages[{i}] must be an object with a string 'role'", param=f"messages[{i}]")
-        total += _MESSAGE_OVERHEAD_TOKENS + _text_bound(message.get("content"))
-        if isinstance(message.get("name"), str):
-            total += len(message["name"].encode())
-        if message.get("tool_calls"):
-            total += len(orjson.dumps(message["tool_calls"]))
-    if body.get("tools"):
-        total += len(orjson.dumps(body["tools"]))
+        if message["role"] not in ROLES:
+            raise bad_request(f"messages[{i}].role is {message['role'][:40]!r}; it must be one of "
+                              f"{', '.join(sorted(ROLES))}", param=f"messages[{i}].role", code="invalid_value")
+        total += _MESSAGE_OVERHEAD_TOKENS + _content_bound(message.get("content"), f"messages[{i}].content", media)
+        for field in ("name", "tool_call_id"):
+            if isinstance(message.get(field), str):
+                total += len(message[field].encode())
+        for field in ("tool_calls", "function_call"):
+            if message.get(field):
+                total += len(orjson.dumps(message[field]))
+    for field in ("tools", "functions"):
+        if body.get(field):
+            total += len(orjson.dumps(body[field]))
     return total
 
 
-def _completions_prompt(body: dict[str, Any]) -> int:
+def _completions_prompt(body: dict[str, Any], media: dict[str, int]) -> int:
     prompt = body.get("prompt")
     if prompt is None:
         raise bad_request("you must provide a prompt parameter", param="prompt", code="missing_required_parameter")
     return _input_bound(prompt, "prompt")
 
 
-def _embeddings_input(body: dict[str, Any]) -> int:
+def _embeddings_input(body: dict[str, Any], media: dict[str, int]) -> int:
     value = body.get("input")
     if value is None or value == [] or value == "":
         raise bad_request("you must provide an input parameter", param="input", code="missing_required_parameter")
@@ -156,16 +180,34 @@ def _is_token(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _text_bound(content: Any) -> int:
+def _text_bound(text: str) -> int:
     # A byte-level tokenizer never makes more tokens than bytes, so bytes bound the count.
+    return len(text.encode())
+
+
+def _content_bound(content: Any, param: str, media: dict[str, int]) -> int:
+    """A message's content: a string, null, or content parts (text parts by their bytes,
+    media parts counted in `media`, any other part by the size of its JSON)."""
     if content is None:
         return 0
     if isinstance(content, str):
-        return len(content.encode())
-    if isinstance(content, list):
-        return sum(_text_bound(part.get("text")) if isinstance(part, dict) else 0 for part in content)
-    raise bad_request("message content must be a string or an array of content parts", param="messages",
-                      code="invalid_type")
+        return _text_bound(content)
+    if not isinstance(content, list):
+        raise bad_request(f"{param} must be a string or an array of content parts", param=param, code="invalid_type")
+    total = 0
+    for part in content:
+        if not isinstance(part, dict):
+            raise bad_request(f"{param} must hold content part objects", param=param, code="invalid_type")
+        kind = MEDIA_PARTS.get(part.get("type"))  # type: ignore[arg-type]
+        if kind is not None:
+            media[kind] = media.get(kind, 0) + 1
+        elif isinstance(part.get("text"), str) and len(part) <= 2:
+            total += _text_bound(part["text"])
+        elif isinstance(part.get("refusal"), str) and len(part) <= 2:
+            total += _text_bound(part["refusal"])
+        else:
+            total += len(orjson.dumps(part))
+    return total
 
 
 _PROMPT_READERS = {"chat": _chat_prompt, "completions": _completions_prompt, "embeddings": _embeddings_input}

@@ -10,6 +10,9 @@ import re
 
 import orjson
 from starlette.responses import Response
+from starlette.types import Send
+
+from gateway.redact import scrub
 
 
 class GatewayError(Exception):
@@ -35,6 +38,15 @@ class GatewayError(Exception):
         merged = {**self.headers, **(headers or {})}
         return Response(self.body(), status_code=self.status, headers=merged, media_type="application/json")
 
+    async def send(self, send: Send, headers: dict[str, str] | None = None) -> None:
+        """This error as the whole response, straight on the ASGI channel."""
+        body = self.body()
+        merged = {**self.headers, **(headers or {})}
+        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in merged.items()]
+        await send({"type": "http.response.start", "status": self.status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
     return GatewayError(400, message, param=param, code=code)
@@ -47,12 +59,22 @@ _UPSTREAM_STATUS = {400: 400, 401: 502, 402: 502, 403: 502, 404: 404, 408: 504, 
 # Another route may succeed: its own key (401/403), its own capacity (429), its own health (5xx).
 _RETRYABLE = frozenset({401, 403, 408, 429})
 _TAG = re.compile(rb"<[^>]+>")
+MAX_MESSAGE_CHARS = 2_000  # an upstream's message, as relayed
+MAX_FIELD_CHARS = 200
 
 
-def upstream_error(status: int, body: bytes, provider: str, retry_after: str | None = None) -> GatewayError:
-    """Turn an upstream error response of any shape into the error the client gets."""
+def upstream_error(status: int, body: bytes, provider: str, retry_after: str | None = None,
+                   hosts: tuple[str, ...] = ()) -> GatewayError:
+    """Turn an upstream error response of any shape into the error the client gets.
+
+    What the upstream wrote is bounded and scrubbed of keys, tokens, URLs and addresses
+    (`hosts`: the upstream's own) before a tenant sees it.
+    """
     client_status = _UPSTREAM_STATUS.get(status, 502 if status >= 500 else 400)
     message, param, code = _read_error_body(body, status)
+    message = scrub(message[:MAX_MESSAGE_CHARS], hosts)
+    param = None if param is None else scrub(param[:MAX_FIELD_CHARS], hosts)
+    code = None if code is None else scrub(code[:MAX_FIELD_CHARS], hosts)
     kind = {429: "rate_limit_error", 404: "invalid_request_error"}.get(
         status, "upstream_error" if client_status >= 500 else "invalid_request_error")
     if status in (401, 403):
@@ -60,7 +82,8 @@ def upstream_error(status: int, body: bytes, provider: str, retry_after: str | N
         code = "upstream_auth_failed"
     elif client_status >= 500 or status == 429:
         message = f"provider '{provider}' answered {status}: {message}"
-    headers = {"retry-after": retry_after} if status == 429 and retry_after else {}
+    retry_after = (retry_after or "").strip()
+    headers = {"retry-after": retry_after} if status == 429 and 0 < len(retry_after) <= 64 else {}
     return GatewayError(client_status, message, type=kind, param=param, code=code, headers=headers,
                         retryable=status in _RETRYABLE or status >= 500)
 

@@ -6,6 +6,8 @@ import logging
 import time
 
 from gateway.accounting.admission import Admitter
+from gateway.accounting.inflight import InFlight
+from gateway.accounting.outbox import Outbox
 from gateway.accounting.settlement import Settler
 from gateway.auth import KeyRing
 from gateway.config import Config
@@ -17,6 +19,7 @@ from gateway.store import Store, StoreUnavailable, open_store
 from gateway.upstream.client import UpstreamClient
 
 log = logging.getLogger("gateway")
+DRAIN_TIMEOUT_S = 5.0  # at shutdown, how long settlements in flight may take to reach the store
 
 
 class Gateway:
@@ -29,15 +32,17 @@ class Gateway:
         self.keys = KeyRing(config, self.store)
         self.router = Router(config)
         self.signals = Signals(config, self.router)  # keeps the router's scraped signals fresh
-        self.admitter = Admitter(config, self.store)
-        self.settler = Settler(self.store)
-        self.upstream = UpstreamClient()
+        self.outbox = Outbox(self.store)  # releases and settlements the store did not answer, retried
+        self.admitter = Admitter(config, self.store, self.outbox)
+        self.settler = Settler(self.store, self.outbox)
+        self.inflight = InFlight()  # admitted requests not settled yet
+        self.upstream = UpstreamClient(config.upstream)
         self.settler.observers.append(self.metrics.settled)
         # Rented services: their status decides their routes; their traffic and spill-over, their size.
         self.dedicated = DedicatedEndpoints(config, self.router, self.metrics.registry)
         if self.dedicated:
             self.settler.observers.append(self.dedicated.observe)
-        self.gauges = StateGauges(self.metrics, config, self.router, self.store)
+        self.gauges = StateGauges(self.metrics, config, self.router, self.store, self.outbox)
 
     async def start(self) -> None:
         for warning in self.config.warnings:
@@ -48,9 +53,16 @@ class Gateway:
         await self.keys.start()
         await self.signals.start()
         await self.dedicated.start()
+        self.outbox.start()
         self.gauges.start()
 
     async def stop(self) -> None:
+        # The server stopped taking requests and cancelled those past its grace period: their
+        # settlements (and what the outbox holds) reach the store before it is closed.
+        left = await self.inflight.drained(DRAIN_TIMEOUT_S)
+        if left:
+            log.error("%d requests were still unsettled when the gateway stopped", left)
+        await self.outbox.stop(DRAIN_TIMEOUT_S)
         await self.dedicated.stop()
         await self.signals.stop()
         await self.gauges.stop()

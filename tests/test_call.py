@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from gateway.call import Call, read_call
+from gateway.config import PartTokens
 from gateway.errors import GatewayError
 
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -90,7 +91,46 @@ def test_a_message_without_a_role_is_refused_naming_its_index() -> None:
 def test_message_content_of_another_type_is_refused() -> None:
     error = refused({"model": "m", "messages": [{"role": "user", "content": 5}]})
     assert (error.message, error.param, error.code) == (
-        "message content must be a string or an array of content parts", "messages", "invalid_type")
+        "messages[0].content must be a string or an array of content parts", "messages[0].content", "invalid_type")
+
+
+@pytest.mark.parametrize("role", ["admin", "System", "", "robot"])
+def test_a_role_openai_does_not_define_is_refused_naming_it(role: str) -> None:
+    error = refused({"model": "m", "messages": [{"role": "user", "content": "x"}, {"role": role, "content": "y"}]})
+    assert (error.param, error.code) == ("messages[1].role", "invalid_value")
+    assert "must be one of assistant, developer, function, system, tool, user" in error.message
+
+
+@pytest.mark.parametrize("role", ["system", "developer", "user", "assistant", "tool", "function"])
+def test_every_role_openai_defines_is_taken(role: str) -> None:
+    assert read_call(orjson.dumps({"model": "m", "messages": [{"role": role, "content": "x"}]}), "chat").n == 1
+
+
+@pytest.mark.parametrize("name", ["max_tokens", "max_completion_tokens"])
+def test_a_limit_above_the_ceiling_is_refused_naming_the_parameter(name: str) -> None:
+    body = orjson.dumps({"model": "m", "messages": HELLO, name: 2_000_001})
+    with pytest.raises(GatewayError) as caught:
+        read_call(body, "chat", max_output_tokens=2_000_000)
+    assert (caught.value.status, caught.value.param) == (400, name)
+    assert read_call(orjson.dumps({"model": "m", "messages": HELLO, name: 2_000_000}), "chat",
+                     max_output_tokens=2_000_000).max_tokens == 2_000_000
+
+
+def test_media_parts_are_counted_at_the_routes_bound_not_at_their_bytes() -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 100_000}}
+    audio = {"type": "input_audio", "input_audio": {"data": "B" * 50_000, "format": "wav"}}
+    content = [{"type": "text", "text": "What is in these?"}, image, image, audio]
+    call = read_call(orjson.dumps({"model": "m", "messages": [{"role": "user", "content": content}]}), "chat")
+    assert call.media == {"image": 2, "audio": 1}
+    assert call.prompt_tokens_bound < 100  # the base64 is not text the model reads
+    parts = PartTokens(image=1_000, audio=3_000, file=5)
+    assert call.prompt_bound(parts) == call.prompt_tokens_bound + 2 * 1_000 + 3_000
+
+
+def test_a_part_of_an_unknown_type_counts_its_whole_json() -> None:
+    part = {"type": "video_url", "video_url": {"url": "https://example.test/v.mp4"}}
+    call = read_call(orjson.dumps({"model": "m", "messages": [{"role": "user", "content": [part]}]}), "chat")
+    assert call.prompt_tokens_bound >= len(orjson.dumps(part)) and not call.media
 
 
 # --- types ----------------------------------------------------------------------------------
@@ -206,7 +246,7 @@ def test_legacy_completions_default_to_16_max_tokens() -> None:
 
 def test_max_tokens_below_one_is_refused_naming_max_tokens() -> None:
     error = refused_chat(max_tokens=0)
-    assert (error.message, error.param) == ("max_tokens must be at least 1, got 0", "max_tokens")
+    assert (error.message, error.param) == ("max_tokens must be between 1 and 1000000, got 0", "max_tokens")
 
 
 def test_max_completion_tokens_below_one_is_refused_naming_max_completion_tokens() -> None:

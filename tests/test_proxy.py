@@ -210,7 +210,8 @@ def test_client_disconnect_closes_the_upstream_stream_within_a_second(gateway, f
         body = {"model": "m-vllm", "messages": [{"role": "user", "content": "long"}], "stream": True,
                 "max_tokens": 1000}
         with httpx.stream("POST", gateway.base_url + "/chat/completions", json=body, timeout=10) as response:
-            next(response.iter_bytes())
+            chunks = response.iter_bytes()  # held: a dropped iterator closes the response at once
+            next(chunks)
             fake.wait_until(lambda: fake.open_streams == 1, timeout=1.0)
         gone = time.monotonic()
         fake.wait_until(lambda: fake.open_streams == 0, timeout=1.0)

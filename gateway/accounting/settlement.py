@@ -1,7 +1,7 @@
 """Settlement: replace a request's reservation with what it actually used, in one store call.
 
-Runs however the request ended (success, upstream error, client gone mid-stream), so
-every admitted request is recorded exactly once.
+Runs once however the request ended (success, upstream error, client gone mid-stream,
+an exception, a shutdown): `gateway.exchange` sees to that.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import time
 from dataclasses import dataclass
 
 from gateway.accounting.admission import Reservation
+from gateway.accounting.outbox import Outbox
 from gateway.accounting.usage import Usage
 from gateway.config import Price
-from gateway.money import token_cost
+from gateway.money import MAX_NANO, token_cost
 from gateway.store import Store, StoreUnavailable, UsageRecord
 
 log = logging.getLogger("gateway.settlement")
@@ -40,6 +41,9 @@ class Outcome:
     first_byte_at: float = 0.0
     upstream_ended: float = 0.0
     ended: float = 0.0  # monotonic; set at settlement, when the client has had the whole answer
+    # Why the usage billed is the gateway's own count: "absent" (the upstream sent none), "invalid"
+    # (what it sent could not be billed); None when it is the upstream's.
+    usage_estimated: str | None = None
 
 
 def charge(usage: Usage, price: Price | None) -> tuple[int, int | None]:
@@ -49,16 +53,20 @@ def charge(usage: Usage, price: Price | None) -> tuple[int, int | None]:
     """
     table = None
     if price is not None:
-        table = (token_cost(usage.prompt_tokens, price.input_per_mtok_nano)
-                 + token_cost(usage.completion_tokens, price.output_per_mtok_nano))
+        table = min(token_cost(usage.prompt_tokens, price.input_per_mtok_nano)
+                    + token_cost(usage.completion_tokens, price.output_per_mtok_nano), MAX_NANO)
     if usage.provider_cost_nano is not None:
         return usage.provider_cost_nano, table
     return table or 0, table
 
 
 class Settler:
-    def __init__(self, store: Store) -> None:
+    """Turns an outcome into its usage record and settles it, once; the outbox carries a settlement
+    the store did not answer."""
+
+    def __init__(self, store: Store, outbox: Outbox) -> None:
         self._store = store
+        self._outbox = outbox
         self.observers: list = []  # called with (outcome, record) after each settlement
 
     async def settle(self, reservation: Reservation, outcome: Outcome) -> UsageRecord:
@@ -72,12 +80,14 @@ class Settler:
             time_ms=int(time.time() * 1000), day=reservation.hold.day, month=reservation.hold.month,
             request_id=outcome.request_id, table_cost_nano=table,
         )
+        ttl_s = reservation.hold.ttl_s
         try:
-            await self._store.settle(reservation.id, record)
+            await self._store.settle(reservation.id, record, ttl_s)
         except StoreUnavailable:
-            # The reservation expires by itself; the spend of this one request is lost
-            # to the store but still counted in metrics and logged for reconciliation.
-            log.error("store unavailable at settlement; unrecorded usage: %s", record)
+            self._outbox.settle(reservation.id, record, ttl_s)
+        except Exception:  # a bug: the request is answered already; what it held must still go back
+            log.exception("settling reservation %s failed; unrecorded usage: %s", reservation.id, record)
+            self._outbox.release(record.team, reservation.id, ttl_s)
         for observe in self.observers:
             try:
                 observe(outcome, record)

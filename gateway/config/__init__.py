@@ -14,16 +14,18 @@ from gateway.config.schema import (
     Config,
     LatencyConfig,
     ModelConfig,
+    PartTokens,
     Price,
     RouteConfig,
     RoutingConfig,
     ServerConfig,
     StoreConfig,
     TeamConfig,
+    UpstreamConfig,
 )
 
 __all__ = [
     "STRATEGIES", "AutoscaleConfig", "CircuitConfig", "Config", "ConfigError", "DedicatedConfig", "LatencyConfig",
-    "ModelConfig", "Price", "ProviderConfig", "RouteConfig", "RoutingConfig", "ServerConfig", "ServiceSpec",
-    "StoreConfig", "TeamConfig", "Timeouts", "load_config", "parse_config",
+    "ModelConfig", "PartTokens", "Price", "ProviderConfig", "RouteConfig", "RoutingConfig", "ServerConfig", "ServiceSpec",
+    "StoreConfig", "TeamConfig", "Timeouts", "UpstreamConfig", "load_config", "parse_config",
 ]

@@ -59,8 +59,26 @@ class ServerConfig(Section):
     port: Annotated[Whole, in_range(1, 65535)] = 8080
     workers: Annotated[Whole, in_range(1, 256)] = 1
     admin_key: Text = ""
-    max_body_bytes: Annotated[Whole, in_range(1024)] = 4 * 1024 * 1024
+    max_body_bytes: Annotated[Whole, in_range(1024)] = 4 * 1024 * 1024  # 413 above it
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # A client's side of the connection, per worker: what a slow or idle client may hold.
+    header_timeout_s: Annotated[Seconds, in_range(0.1, 300)] = 10.0  # a request's head must arrive within
+    body_timeout_s: Annotated[Seconds, in_range(0.1, 3600)] = 30.0  # its body within this after (408)
+    keepalive_timeout_s: Annotated[Seconds, in_range(0.1, 300)] = 5.0  # an idle connection between requests
+    max_connections: Annotated[Whole, in_range(16, 1_000_000)] = 4096  # open client connections per worker
+    shutdown_grace_s: Annotated[Seconds, in_range(0, 3600)] = 10.0  # SIGTERM: what runs may finish this long
+    # The most tokens a request may ask to generate per choice (max_tokens): 400 above it.
+    max_output_tokens: Annotated[Whole, in_range(1, 1 << 40)] = 1_000_000
+
+
+class UpstreamConfig(Section):
+    """How much of an upstream's answer the gateway reads: a worker's memory is bounded by these."""
+
+    max_error_body_bytes: Annotated[Whole, in_range(1024)] = 1 << 20  # an error message needs kilobytes
+    # The largest legitimate answer: a 2,048 x 3,072 float embeddings batch is 60-80 MB of JSON.
+    max_body_bytes: Annotated[Whole, in_range(1024)] = 128 << 20
+    # One SSE event; the Responses API's `response.completed` repeats the whole output.
+    max_event_bytes: Annotated[Whole, in_range(1024)] = 16 << 20
 
 
 class StoreConfig(Section):
@@ -92,6 +110,16 @@ class Weights(Section):
     latency: Annotated[Number, in_range(0)] = 1.0
 
 
+class PartTokens(Section):
+    """The most tokens one non-text part of a prompt counts for, by kind. They depend on the model
+    (an image is 85 to 1,500 tokens for OpenAI's, up to 16,384 for Qwen2-VL), so they are
+    config: a route's own, or routing's default. Reservations are only as true as these."""
+
+    image: Annotated[Whole, in_range(1, 1 << 24)] = 2_560
+    audio: Annotated[Whole, in_range(1, 1 << 24)] = 15_000
+    file: Annotated[Whole, in_range(1, 1 << 24)] = 100_000
+
+
 class RoutingConfig(Section):
     strategy: Strategy = "balanced"
     max_attempts: Annotated[Whole, in_range(1, 20)] = 3
@@ -107,6 +135,7 @@ class RoutingConfig(Section):
     # Routes whose expected time to first token is above this come after those below it; 0: no limit.
     max_ttft_s: Annotated[Seconds, in_range(0)] = 0.0
     rate_limit_cooldown_s: Annotated[Seconds, in_range(0)] = 1.0  # how long a 429 without Retry-After lasts
+    part_tokens: PartTokens = PartTokens()  # what an image, audio or file part counts for, unless a route says
 
 
 class Price(Section):
@@ -130,6 +159,9 @@ class RouteConfig(Section):
     provider: str
     model: Text = ""  # empty: the public name
     price: Price | None = None
+    # The model's context window in tokens, when known: a request that cannot fit is not sent here.
+    context_window: Annotated[Whole, in_range(1)] | None = None
+    part_tokens: PartTokens | None = None  # None: routing.part_tokens
 
 
 class ModelConfig(Section):
@@ -183,6 +215,7 @@ class Config(Section):
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
     routing: RoutingConfig = RoutingConfig()
+    upstream: UpstreamConfig = UpstreamConfig()
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
     teams: dict[str, TeamConfig] = {}

@@ -7,12 +7,13 @@ each team's spend every few seconds with one store call per team.
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Sized
 
 from gateway.accounting.periods import utc_periods
 from gateway.background import Periodic, stop_all
 from gateway.config import Config
 from gateway.observability.metrics import Metrics
+from gateway.redact import without_credentials
 from gateway.routing import Router
 from gateway.routing.health import CLOSED, HALF_OPEN, OPEN
 from gateway.store import Store, StoreUnavailable
@@ -27,16 +28,17 @@ PERIODS = ("day", "month")
 
 def endpoint_label(url: str) -> str:
     """An endpoint's URL as a label value: without credentials, query or fragment."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    return without_credentials(url)
 
 
 class StateGauges:
     """Owns the refresh task; `refresh_routes` and `refresh_budgets` run one round each (tests)."""
 
-    def __init__(self, metrics: Metrics, config: Config, router: Router, store: Store,
+    def __init__(self, metrics: Metrics, config: Config, router: Router, store: Store, outbox: Sized = (),
                  routes_every_s: float = ROUTES_EVERY_S, budgets_every_s: float = BUDGETS_EVERY_S) -> None:
         self._store = store
+        self._outbox = outbox
+        self._pending = metrics.pending_writes
         self._loops = [Periodic("route gauges", routes_every_s, self._refresh_routes, immediately=True),
                        Periodic("budget gauges", budgets_every_s, self.refresh_budgets, immediately=True)]
         m = metrics
@@ -68,6 +70,7 @@ class StateGauges:
             self._teams.append((team.name, spend, remaining))
 
     def refresh_routes(self) -> None:
+        self._pending.set(len(self._outbox))
         for endpoint, inflight, up in self._endpoints:
             inflight.set(endpoint.inflight)
             up.set(1 if endpoint.healthy else 0)

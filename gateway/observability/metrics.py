@@ -45,9 +45,11 @@ STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 
 # The reason label of an upstream failure, from the GatewayError the attempt raised.
 _REASON_BY_CODE = {"upstream_timeout": "timeout", "upstream_unreachable": "unreachable",
-                   "upstream_failed": "connection", "upstream_auth_failed": "auth"}
+                   "upstream_failed": "connection", "upstream_auth_failed": "auth",
+                   "upstream_invalid_response": "invalid_response", "upstream_response_too_large": "too_large"}
 UPSTREAM_REASONS = ("timeout", "unreachable", "connection", "auth", "rate_limited", "server_error",
-                    "client_error", "stream_timeout", "stream_broken")
+                    "client_error", "invalid_response", "too_large", "stream_timeout", "stream_broken")
+ESTIMATE_REASONS = ("absent", "invalid")
 
 
 def status_class(status: int) -> str:
@@ -123,6 +125,12 @@ class Metrics:
 
         self.upstream_errors = Counter("gateway_upstream_errors_total", "Upstream attempts that failed",
                                        ["provider", "reason"], registry=r)
+        self.usage_estimated = Counter("gateway_usage_estimated_total",
+                                       "Requests billed from the gateway's own token counts: the upstream's usage "
+                                       "was absent or could not be billed", ["provider", "reason"], registry=r)
+        self.pending_writes = Gauge("gateway_store_pending_writes",
+                                    "Releases and settlements the store did not answer, waiting to be sent again",
+                                    multiprocess_mode="livesum", registry=r)
         self.retries = Counter("gateway_retries_total",
                                "Upstream attempts beyond a request's first, by the provider that ended it",
                                by_route, registry=r)
@@ -224,6 +232,8 @@ class Metrics:
             served.pool_share.inc()
         if served.stream_errors is not None and outcome.stream:
             served.stream_errors.inc()
+        if outcome.usage_estimated is not None:
+            self.usage_estimated.labels(record.provider, outcome.usage_estimated).inc()
 
     def refused(self, status: int) -> None:
         child = self._refused.get(status)

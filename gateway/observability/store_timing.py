@@ -17,10 +17,11 @@ from gateway.store import (
     StoreUnavailable,
     UsageRecord,
 )
+from gateway.store.base import SETTLED_GRACE_S
 
 T = TypeVar("T")
-STORE_OPERATIONS = ("admit", "settle", "spend", "usage", "records", "add_key", "revoke_key", "keys",
-                    "keys_version", "ping")
+STORE_OPERATIONS = ("admit", "release", "settle", "spend", "usage", "records", "add_key", "lookup_key",
+                    "revoke_key", "keys", "keys_version", "ping")
 
 
 class MeteredStore:
@@ -53,8 +54,11 @@ class MeteredStore:
     async def admit(self, hold: Hold, limits: Limits) -> Admission:
         return await self._timed("admit", self.backend.admit(hold, limits))
 
-    async def settle(self, reservation_id: str | None, usage: UsageRecord) -> bool:
-        return await self._timed("settle", self.backend.settle(reservation_id, usage))
+    async def release(self, team: str, reservation_id: str, ttl_s: float) -> bool:
+        return await self._timed("release", self.backend.release(team, reservation_id, ttl_s))
+
+    async def settle(self, reservation_id: str, usage: UsageRecord, ttl_s: float = SETTLED_GRACE_S) -> bool:
+        return await self._timed("settle", self.backend.settle(reservation_id, usage, ttl_s))
 
     async def spend(self, team: str, day: str, month: str) -> tuple[int, int]:
         return await self._timed("spend", self.backend.spend(team, day, month))
@@ -67,6 +71,9 @@ class MeteredStore:
 
     async def add_key(self, record: KeyRecord) -> None:
         await self._timed("add_key", self.backend.add_key(record))
+
+    async def lookup_key(self, key_hash: str) -> KeyRecord | None:
+        return await self._timed("lookup_key", self.backend.lookup_key(key_hash))
 
     async def revoke_key(self, key_id: str) -> bool:
         return await self._timed("revoke_key", self.backend.revoke_key(key_id))

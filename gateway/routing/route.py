@@ -73,7 +73,8 @@ class Route:
     """A public model served by one provider, and what the router knows of it.
 
     Attributes:
-      model, provider, upstream_model, price   from config (`price` None: nothing per token)
+      model, provider, upstream_model, price, context_window, part_tokens
+                      from config (`price` None: nothing per token; `context_window` None: unknown)
       index           position in the model's config list (the `ordered` strategy's rank)
       is_pool         a self-hosted vLLM pool: first while it has room, whatever the strategy
       endpoints       its endpoints; `circuits[i]` is this route's breaker at `endpoints[i]`
@@ -81,7 +82,7 @@ class Route:
     """
 
     __slots__ = ("model", "provider", "upstream_model", "price", "index", "is_pool", "endpoints",
-                 "circuits", "ttft", "tpot")
+                 "circuits", "ttft", "tpot", "context_window", "part_tokens")
 
     def __init__(self, model: str, provider: ProviderConfig, config: RouteConfig, index: int,
                  endpoints: list[Endpoint], routing: RoutingConfig) -> None:
@@ -89,6 +90,8 @@ class Route:
         self.provider = provider
         self.upstream_model = config.model
         self.price: Price | None = config.price
+        self.context_window = config.context_window
+        self.part_tokens = config.part_tokens or routing.part_tokens
         self.index = index
         self.is_pool = provider.is_pool
         self.endpoints = endpoints

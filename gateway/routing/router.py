@@ -24,6 +24,7 @@ from gateway.call import Call
 from gateway.config import Config, ModelConfig
 from gateway.errors import GatewayError
 from gateway.money import NANO_PER_USD, nano_to_usd, usd_to_nano
+from gateway.redact import without_credentials
 from gateway.routing.health import OPEN
 from gateway.routing.route import Endpoint, Route
 
@@ -64,8 +65,10 @@ class Router:
         routes = self.routes[model.name]
         if call.narrowing is not None or route_header:
             routes = _narrow(model.name, routes, call.narrowing, route_header)
-        now = self._clock()
         prompt = -(-call.prompt_tokens_bound // BYTES_PER_TOKEN)
+        if any(route.context_window is not None for route in routes):
+            routes = _fitting(model.name, routes, call, prompt)
+        now = self._clock()
         output = 0 if call.endpoint == "embeddings" else min(call.max_tokens or TYPICAL_OUTPUT_TOKENS,
                                                                 TYPICAL_OUTPUT_TOKENS) * call.n
         ranked = self._rank(routes, self.strategies[model.name], prompt, output, now)
@@ -239,7 +242,7 @@ class Router:
         endpoint, circuit = route.endpoints[i], route.circuits[i]
         total, errors = circuit.window(now)
         return {
-            "url": endpoint.url, "usable": route.usable(i, now), "healthy": endpoint.healthy,
+            "url": without_credentials(endpoint.url), "usable": route.usable(i, now), "healthy": endpoint.healthy,
             "inflight": endpoint.inflight, "waiting": endpoint.waiting, "running": endpoint.running,
             "kv_cache_usage": endpoint.kv_cache_usage, "queue_estimate": endpoint.queue(),
             "room": route.has_room(endpoint) if route.is_pool else None,
@@ -282,6 +285,24 @@ class Router:
 
 def _first(entry: tuple) -> tuple:
     return entry[0]
+
+
+def _fitting(model: str, routes: list[Route], call: Call, prompt: int) -> list[Route]:
+    """The routes whose context window the request can fit, by its prompt's estimate (bytes / 4)
+    and its max_tokens; a 400 when none is left."""
+    output = 0 if call.endpoint == "embeddings" else call.max_tokens or 1
+
+    def needs(route: Route) -> int:
+        return prompt + call.prompt_bound(route.part_tokens) - call.prompt_tokens_bound + output
+
+    kept = [r for r in routes if r.context_window is None or needs(r) <= r.context_window]
+    if kept:
+        return kept
+    widest = max(routes, key=lambda r: r.context_window or 0)
+    param = "max_tokens" if output > (widest.context_window or 0) else "messages"
+    raise GatewayError(400, f"This model's maximum context length is {widest.context_window} tokens; this request "
+                       f"needs about {needs(widest)} ({needs(widest) - output} in the prompt, {output} to generate). "
+                       "Shorten the messages or lower max_tokens.", param=param, code="context_length_exceeded")
 
 
 def _narrow(model: str, routes: list[Route], body_field: dict[str, Any] | None,

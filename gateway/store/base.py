@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gateway.ids import new_id
+from gateway.store.windows import SETTLED_GRACE_MS
+
+SETTLED_GRACE_S = SETTLED_GRACE_MS / 1000
+
 
 class StoreUnavailable(Exception):
     """The store did not answer in time or refused the connection."""
@@ -26,7 +31,7 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """What one request asks to reserve at admission: its worst case."""
+    """What one request asks to reserve at admission: its worst case, under an id the gateway chose."""
 
     team: str
     tokens: int
@@ -34,14 +39,19 @@ class Hold:
     day: str  # UTC calendar day, "YYYY-MM-DD"
     month: str  # UTC calendar month, "YYYY-MM"
     ttl_s: float = 600.0  # a reservation left by a crashed gateway expires after this
+    # Chosen before the call, so that a reservation whose answer was lost can still be released.
+    reservation_id: str = field(default_factory=new_id)
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
     """The answer to `Store.admit`.
 
-    When refused, `refused_by` is one of "rpm", "tpm", "budget_day", "budget_month"
-    and nothing was reserved. Remaining/reset figures feed the x-ratelimit-* headers.
+    When refused, `refused_by` says why and nothing was reserved: "rpm", "tpm";
+    "budget_day" or "budget_month" when what is spent leaves no room for this request;
+    "budget_day_held" or "budget_month_held" when only requests in flight are in the way
+    (they may settle for less); "released" when the id was released or settled before
+    this admission ran. Remaining/reset figures feed the x-ratelimit-* headers.
     """
 
     admitted: bool
@@ -103,16 +113,28 @@ class KeyRecord:
 
 class Store(Protocol):
     async def admit(self, hold: Hold, limits: Limits) -> Admission:
-        """Reserve one request, `hold.tokens` and `hold.cost_nano` atomically, or nothing."""
+        """Reserve one request, `hold.tokens` and `hold.cost_nano` atomically, or nothing.
 
-    async def settle(self, reservation_id: str | None, usage: UsageRecord) -> bool:
+        Under `hold.reservation_id`: admitting a live reservation's id again holds nothing
+        more; an id already released or settled is refused ("released"), so an admission
+        that reaches the store after the gateway gave up on it reserves nothing.
+        """
+
+    async def release(self, team: str, reservation_id: str, ttl_s: float) -> bool:
+        """Give back a reservation the gateway gave up on (no answer came, or its client left
+        while it was made), recording nothing; True when it held something.
+
+        The id is remembered for `ttl_s`, so an admission carrying it that runs later (it
+        was still queued at the store) reserves nothing.
+        """
+
+    async def settle(self, reservation_id: str, usage: UsageRecord, ttl_s: float = SETTLED_GRACE_S) -> bool:
         """Replace a reservation with actual usage, atomically; True the first time only.
 
-        "First" holds within the reservation's lifetime (and a minute past it for a late
-        settle); the store keeps no per-request key longer than that.
-
-        With `reservation_id` None (admitted while the store was down) the usage is
-        recorded without a reservation to release.
+        "First" holds within the reservation's lifetime; an id that is unknown (admitted
+        while the store was down, or expired already) is recorded and remembered for
+        `ttl_s`, so a retried settlement is not counted twice. The store keeps no
+        per-request key longer than that.
         """
 
     async def spend(self, team: str, day: str, month: str) -> tuple[int, int]:
@@ -125,6 +147,9 @@ class Store(Protocol):
         """The newest per-request records, newest first."""
 
     async def add_key(self, record: KeyRecord) -> None: ...
+
+    async def lookup_key(self, key_hash: str) -> KeyRecord | None:
+        """The key with this hash, unless revoked: one read, for a key this process does not know yet."""
 
     async def revoke_key(self, key_id: str) -> bool: ...
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import heapq
 import time
-import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from datetime import date
 from itertools import islice
 
 from gateway.store.base import (
+    SETTLED_GRACE_S,
     Admission,
     DailyUsage,
     Hold,
@@ -23,8 +23,8 @@ from gateway.store.base import (
     UsageRecord,
 )
 from gateway.store.windows import (
+    HELD_RETRY_MS,
     ROUTE_FIELDS,
-    SETTLED_GRACE_MS,
     WINDOW_MS,
     check_amounts,
     next_day_ms,
@@ -46,7 +46,7 @@ class _Reservation:
 class _Team:
     """All state of one team; the Redis store keeps the same under one hash tag."""
 
-    requests: deque[int] = field(default_factory=deque)  # admission times, oldest first
+    requests: deque[tuple[int, str]] = field(default_factory=deque)  # (admission time, id), oldest first
     tokens: deque[tuple[int, int]] = field(default_factory=deque)  # (settle time, tokens)
     window_tokens: int = 0  # sum of `tokens`
     reservations: dict[str, _Reservation] = field(default_factory=dict)
@@ -81,6 +81,11 @@ class MemoryStore:
         now = _now_ms()
         team = self._team(hold.team)
         _purge(team, now)
+        reservation_id = hold.reservation_id
+        if reservation_id in team.reservations:
+            return Admission(admitted=True, reservation_id=reservation_id)  # a retry: held once
+        if reservation_id in team.settled:
+            return _refused("released", 0)
         _trim_windows(team, now)
         requests = len(team.requests)
         counted = team.window_tokens + team.held["tokens"]
@@ -94,17 +99,18 @@ class MemoryStore:
             return _refused("tpm", wait)
         if limits.budget_day_nano is not None:
             day = team.days.get(hold.day)
-            spent = (day.cost_nano if day else 0) + team.held["d:" + hold.day]
-            if spent + hold.cost_nano > limits.budget_day_nano:
-                return _refused("budget_day", next_day_ms(hold.day) - now)
+            refusal = _over_budget("budget_day", day.cost_nano if day else 0, team.held["d:" + hold.day],
+                                   hold.cost_nano, limits.budget_day_nano, next_day_ms(hold.day) - now)
+            if refusal is not None:
+                return refusal
         if limits.budget_month_nano is not None:
-            spent = team.months.get(hold.month, 0) + team.held["m:" + hold.month]
-            if spent + hold.cost_nano > limits.budget_month_nano:
-                return _refused("budget_month", next_month_ms(hold.month) - now)
+            refusal = _over_budget("budget_month", team.months.get(hold.month, 0), team.held["m:" + hold.month],
+                                   hold.cost_nano, limits.budget_month_nano, next_month_ms(hold.month) - now)
+            if refusal is not None:
+                return refusal
 
-        reservation_id = uuid.uuid4().hex
         expires_ms = now + round(hold.ttl_s * 1000)
-        team.requests.append(now)
+        team.requests.append((now, reservation_id))
         team.reservations[reservation_id] = _Reservation(
             hold.tokens, hold.cost_nano, hold.day, hold.month, expires_ms
         )
@@ -120,24 +126,40 @@ class MemoryStore:
             tokens_reset_s=tokens_reset_ms / 1000,
         )
 
-    async def settle(self, reservation_id: str | None, usage: UsageRecord) -> bool:
-        check_amounts(usage.prompt_tokens, usage.completion_tokens, usage.cost_nano)
+    async def release(self, team: str, reservation_id: str, ttl_s: float) -> bool:
+        now = _now_ms()
+        state = self._team(team)
+        _purge(state, now)
+        reservation = state.reservations.get(reservation_id)
+        if reservation is not None:
+            _release(state, reservation_id)
+            state.settled[reservation_id] = reservation.expires_ms  # its heap entry stands for the tombstone
+            # The request never happened, as far as rates go.
+            state.requests = deque(entry for entry in state.requests if entry[1] != reservation_id)
+            return True
+        if reservation_id not in state.settled:
+            forget_ms = now + round(ttl_s * 1000)
+            state.settled[reservation_id] = forget_ms
+            heapq.heappush(state.expiries, (forget_ms, reservation_id))
+        return False
+
+    async def settle(self, reservation_id: str, usage: UsageRecord, ttl_s: float = SETTLED_GRACE_S) -> bool:
+        check_amounts(usage.prompt_tokens, usage.completion_tokens, usage.cost_nano, usage.provider_cost_nano or 0)
         now = _now_ms()
         team = self._team(usage.team)
         _purge(team, now)
-        if reservation_id is not None:
-            reservation = team.reservations.pop(reservation_id, None)
-            if reservation is not None:
-                # Live: its holds go back; its heap entry now stands for the tombstone.
-                _hold(team, reservation.tokens, reservation.cost_nano, reservation.day, reservation.month, sign=-1)
-                team.settled[reservation_id] = reservation.expires_ms
-            elif reservation_id in team.settled:
-                return False
-            else:
-                # Expired before settlement (or never seen): recorded, and remembered a while.
-                forget_ms = now + SETTLED_GRACE_MS
-                team.settled[reservation_id] = forget_ms
-                heapq.heappush(team.expiries, (forget_ms, reservation_id))
+        reservation = team.reservations.pop(reservation_id, None)
+        if reservation is not None:
+            # Live: its holds go back; its heap entry now stands for the tombstone.
+            _hold(team, reservation.tokens, reservation.cost_nano, reservation.day, reservation.month, sign=-1)
+            team.settled[reservation_id] = reservation.expires_ms
+        elif reservation_id in team.settled:
+            return False
+        else:
+            # Never admitted here, or expired before settlement: recorded, and remembered a while.
+            forget_ms = now + round(ttl_s * 1000)
+            team.settled[reservation_id] = forget_ms
+            heapq.heappush(team.expiries, (forget_ms, reservation_id))
 
         tokens = usage.prompt_tokens + usage.completion_tokens
         if tokens:
@@ -199,6 +221,12 @@ class MemoryStore:
         self._keys[record.key_id] = record
         self._keys_version += 1
 
+    async def lookup_key(self, key_hash: str) -> KeyRecord | None:
+        for record in self._keys.values():
+            if record.key_hash == key_hash and not record.revoked:
+                return record
+        return None
+
     async def revoke_key(self, key_id: str) -> bool:
         record = self._keys.get(key_id)
         if record is None:
@@ -236,9 +264,18 @@ def _refused(limit: str, wait_ms: float) -> Admission:
     return Admission(admitted=False, refused_by=limit, retry_after_s=retry_after_s(wait_ms))
 
 
+def _over_budget(limit: str, spent: int, held: int, cost: int, budget: int, wait_ms: float) -> Admission | None:
+    """The refusal when this request's worst case does not fit: for good, or while others are in flight."""
+    if spent + cost > budget:
+        return _refused(limit, wait_ms)
+    if spent + held + cost > budget:
+        return _refused(limit + "_held", HELD_RETRY_MS)
+    return None
+
+
 def _trim_windows(team: _Team, now: int) -> None:
     cutoff = now - WINDOW_MS
-    while team.requests and team.requests[0] <= cutoff:
+    while team.requests and team.requests[0][0] <= cutoff:
         team.requests.popleft()
     while team.tokens and team.tokens[0][0] <= cutoff:
         team.window_tokens -= team.tokens.popleft()[1]
@@ -248,7 +285,7 @@ def _requests_wait(team: _Team, limit: int, now: int) -> int:
     if limit < 1:
         return WINDOW_MS
     # One more fits once the oldest (count + 1 - limit) requests have left the window.
-    leaving = team.requests[len(team.requests) - limit]
+    leaving = team.requests[len(team.requests) - limit][0]
     return leaving + WINDOW_MS - now
 
 

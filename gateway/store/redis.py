@@ -35,10 +35,11 @@ import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from gateway.ids import new_id
 from gateway.store.base import (
+    SETTLED_GRACE_S,
     Admission,
     DailyUsage,
     Hold,
@@ -50,6 +51,7 @@ from gateway.store.base import (
 from gateway.store.redis_scripts import SCRIPTS
 from gateway.store.resp import ReplyError, RespClient
 from gateway.store.windows import (
+    HELD_RETRY_MS,
     ROUTE_FIELDS,
     WINDOW_MS,
     check_amounts,
@@ -103,19 +105,21 @@ class RedisStore:
 
     async def admit(self, hold: Hold, limits: Limits) -> Admission:
         check_amounts(hold.tokens, hold.cost_nano)
-        reservation_id = new_id()
+        reservation_id = hold.reservation_id
         keys = self._team_keys(hold.team, "rpm", "tpm", "tpm:total", "reservations",
                                "reservations:expiry", "held", f"day:{hold.day}", f"month:{hold.month}")
         args = (
             reservation_id, hold.tokens, hold.cost_nano, hold.day, hold.month,
             round(hold.ttl_s * 1000), _limit(limits.rpm), _limit(limits.tpm),
             _limit(limits.budget_day_nano), _limit(limits.budget_month_nano),
-            next_day_ms(hold.day), next_month_ms(hold.month),
+            next_day_ms(hold.day), next_month_ms(hold.month), HELD_RETRY_MS,
         )
         reply = await self._fast_run("admit", keys, args)
         admitted, refused_by, wait_ms, requests, tokens, tokens_reset_ms = reply
         if not admitted:
             return Admission(admitted=False, refused_by=refused_by.decode(), retry_after_s=retry_after_s(wait_ms))
+        if requests < 0:  # this id was admitted already: nothing more was held
+            return Admission(admitted=True, reservation_id=reservation_id)
         return Admission(
             admitted=True,
             reservation_id=reservation_id,
@@ -125,16 +129,20 @@ class RedisStore:
             tokens_reset_s=tokens_reset_ms / 1000,
         )
 
-    async def settle(self, reservation_id: str | None, usage: UsageRecord) -> bool:
-        check_amounts(usage.prompt_tokens, usage.completion_tokens, usage.cost_nano)
+    async def release(self, team: str, reservation_id: str, ttl_s: float) -> bool:
+        keys = self._team_keys(team, "rpm", "reservations", "reservations:expiry", "held")
+        return bool(await self._fast_run("release", keys, (reservation_id, round(ttl_s * 1000))))
+
+    async def settle(self, reservation_id: str, usage: UsageRecord, ttl_s: float = SETTLED_GRACE_S) -> bool:
+        check_amounts(usage.prompt_tokens, usage.completion_tokens, usage.cost_nano, usage.provider_cost_nano or 0)
         keys = self._team_keys(usage.team, "tpm", "tpm:total", "reservations", "reservations:expiry",
                                "held", f"day:{usage.day}", f"month:{usage.month}", "records")
         args = (
-            reservation_id or "", reservation_id or new_id(),
+            reservation_id, new_id(),
             usage.prompt_tokens + usage.completion_tokens, usage.cost_nano,
             "" if usage.provider_cost_nano is None else usage.provider_cost_nano,
             usage.prompt_tokens, usage.completion_tokens, f"{usage.model}|{usage.provider}",
-            orjson.dumps(usage), self._max_records, self._usage_ttl_s,
+            orjson.dumps(usage), self._max_records, self._usage_ttl_s, round(ttl_s * 1000),
         )
         if usage.team in self._known_teams:
             recorded = await self._fast_run("settle", keys, args)
@@ -157,6 +165,7 @@ class RedisStore:
         if isinstance(recorded, NoScriptError):
             recorded = await self._redis.eval(script.source, len(keys), *keys, *args)
         elif isinstance(recorded, Exception):
+            _refused_argument(recorded)
             raise recorded
         self._known_teams.add(team)
         return recorded
@@ -195,6 +204,11 @@ class RedisStore:
         args = (record.key_id, record.key_hash, orjson.dumps(record), "1" if record.revoked else "0")
         async with self._answering():
             await self._run("add_key", keys, args)
+
+    async def lookup_key(self, key_hash: str) -> KeyRecord | None:
+        async with self._answering():
+            value = await self._run("lookup_key", self._keys_keys("by_hash", "revoked"), (key_hash,))
+        return None if value is None else _from_json(KeyRecord, value)
 
     async def revoke_key(self, key_id: str) -> bool:
         keys = self._keys_keys("by_id", "revoked", "version")
@@ -250,7 +264,10 @@ class RedisStore:
                 if not str(exc).startswith("NOSCRIPT"):
                     raise
                 return await self._fast.call("EVAL", script.source, len(keys), *keys, *args)
-        except (ReplyError, OSError, TimeoutError) as exc:
+        except ReplyError as exc:
+            _refused_argument(exc)
+            raise StoreUnavailable(f"redis: {exc.__class__.__name__}: {exc}") from exc
+        except (OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"redis: {exc.__class__.__name__}: {exc}") from exc
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
@@ -260,6 +277,9 @@ class RedisStore:
         except NoScriptError:
             # Redis restarted or its script cache was flushed; EVAL caches it again.
             return await self._redis.eval(script.source, len(keys), *keys, *args)
+        except ResponseError as exc:
+            _refused_argument(exc)
+            raise
 
     def _key(self, tag: str, name: str) -> str:
         return f"{self._prefix}:{{{tag}}}:{name}"
@@ -269,6 +289,12 @@ class RedisStore:
 
     def _keys_keys(self, *names: str) -> list[str]:
         return [self._key("keys", name) for name in names]
+
+
+def _refused_argument(error: Exception) -> None:
+    """A script that refused an argument before writing: the caller's bug, not the store's absence."""
+    if "gateway: argument" in str(error):
+        raise ValueError(f"store: {error}") from error
 
 
 def _limit(value: int | None) -> int | str:

@@ -13,7 +13,13 @@ the holds of expired live reservations and forgets expired tombstones, so what s
 remembers is bounded by the admissions of the last reservation ttl, and nothing of a
 request is left once its reservation's expiry has passed. An id whose time is up or that
 is unknown (expired before settlement, purged, never admitted) is recorded, and is
-remembered for SETTLED_GRACE_MS so that a retried late settlement is not counted twice.
+remembered for the time the caller gives, so that a retried settlement is not counted twice.
+A release (the gateway gave up waiting for an admission's answer) leaves the same tombstone,
+before the admission if need be: an admission finds its id there and reserves nothing.
+
+Every amount is checked before a script's first write (a script that fails half-way keeps
+its writes), and a corrupt reservation or held sum is dropped and logged, not left to make
+every later call of the team fail.
 Rolling upgrade from the `settled:<id>` marker: both versions keep reservations alike;
 only an id settled once by each version would be recorded twice, and the old markers
 expire by themselves within their 24 h.
@@ -41,14 +47,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from gateway.store.windows import SETTLED_GRACE_MS, WINDOW_MS
+from gateway.store.windows import WINDOW_MS
 
 PURGE_BATCH = 1_000  # most expired ids one call purges, so a backlog never blocks Redis long
 USAGE_REFRESH_MIN_S = 2 * 86_400  # below this, day/month/records TTLs are refreshed per call
 
 _COMMON = """
 local WINDOW = %(window)d
-local SETTLED_GRACE = %(grace)d
 local PURGE_BATCH = %(batch)d
 
 local function clock_ms()
@@ -58,6 +63,31 @@ end
 
 local function num(value)
   return tonumber(value) or 0
+end
+
+-- An amount as the gateway sends it: decimal digits, exact in a double (at most 2^53 - 1).
+local function amount(value)
+  return string.match(value, '^%%d+$') ~= nil and #value <= 16 and tonumber(value) <= 9007199254740991
+end
+
+-- Refuse the call before its first write unless every named argument is an amount ('' allowed where
+-- `optional`): a script that fails half-way leaves its writes behind.
+local function check_amounts(names, optional)
+  for i, value in pairs(names) do
+    if not (amount(value) or (optional and value == '')) then
+      return redis.error_reply('gateway: argument ' .. i .. ' is not an amount: ' .. string.sub(value, 1, 32))
+    end
+  end
+  return nil
+end
+
+-- A held sum must be an integer for HINCRBY: a corrupt one is dropped and logged, not left to wedge the team.
+local function sane(held, field)
+  local value = redis.call('HGET', held, field)
+  if value and not string.match(value, '^%%-?%%d+$') then
+    redis.log(redis.LOG_WARNING, 'gateway: dropped corrupt held sum ' .. held .. ' ' .. field .. '=' .. value)
+    redis.call('HDEL', held, field)
+  end
 end
 
 -- Amounts travel as strings: Lua prints numbers past 14 digits as 1e+14.
@@ -71,9 +101,15 @@ local function unhold(held, field, amount)
   end
 end
 
--- Give back the holds of a reservation, from its "tokens|cost|day|month" value.
+-- Give back the holds of a reservation, from its "tokens|cost|day|month" value. A value of any
+-- other form (corrupted by hand or by another program) holds nothing: it is only logged.
 local function unhold_all(held, r)
   local tokens, cost, day, month = string.match(r, '^(%%d+)|(%%d+)|([^|]*)|([^|]*)$')
+  if not tokens then
+    redis.log(redis.LOG_WARNING, 'gateway: dropped corrupt reservation of ' .. held .. ': ' .. string.sub(r, 1, 64))
+    return
+  end
+  for _, field in ipairs({'tokens', 'd:' .. day, 'm:' .. month}) do sane(held, field) end
   unhold(held, 'tokens', tokens)
   unhold(held, 'd:' .. day, cost)
   unhold(held, 'm:' .. month, cost)
@@ -106,7 +142,7 @@ local function purge(reservations, expiry, held, now)
 end
 
 local function logged_tokens(member)
-  return tonumber(string.match(member, ':(%%d+)$'))
+  return tonumber(string.match(member, ':(%%d+)$')) or 0
 end
 
 -- Drop settled tokens older than the window; returns what is left in it, and the log's
@@ -127,20 +163,29 @@ local function window_tokens(log, total, now)
   end
   return num(redis.call('GET', total)), pttl
 end
-""" % {"window": WINDOW_MS, "grace": SETTLED_GRACE_MS, "batch": PURGE_BATCH}
+""" % {"window": WINDOW_MS, "batch": PURGE_BATCH}
 
 _ADMIT = """
 -- KEYS: rpm, tpm, tpm:total, reservations, reservations:expiry, held, day:<day>, month:<month>
 -- ARGV: id, tokens, cost, day, month, ttl ms, rpm, tpm, budget day, budget month,
---       day end ms, month end ms (limits are '' when unlimited)
+--       day end ms, month end ms, retry ms while held (limits are '' when unlimited)
 local rpm_log, tpm_log, tpm_total, reservations, expiry, held, day_usage, month_spend = unpack(KEYS)
 local id, tokens_s, cost_s, day, month = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local bad = check_amounts({tokens_s, cost_s, ARGV[6]}) or check_amounts({ARGV[7], ARGV[8], ARGV[9], ARGV[10]}, true)
+if bad then return bad end
 local tokens, cost, ttl = tonumber(tokens_s), tonumber(cost_s), tonumber(ARGV[6])
 local rpm, tpm = tonumber(ARGV[7]), tonumber(ARGV[8])
 local budget_day, budget_month = tonumber(ARGV[9]), tonumber(ARGV[10])
 local now = clock_ms()
 
 purge(reservations, expiry, held, now)
+-- The id is the gateway's: admitted already (a retry) holds nothing more; released or settled
+-- already (the gateway gave up waiting for this very call) reserves nothing.
+if redis.call('ZSCORE', expiry, id) then
+  if redis.call('HEXISTS', reservations, id) == 1 then return {1, '', 0, -1, -1, 0} end
+  return {0, 'released', 0, 0, 0, 0}
+end
+for _, field in ipairs({'tokens', 'd:' .. day, 'm:' .. month}) do sane(held, field) end
 redis.call('ZREMRANGEBYSCORE', rpm_log, '-inf', now - WINDOW)
 local requests = redis.call('ZCARD', rpm_log)
 local counted = window_tokens(tpm_log, tpm_total, now) + num(redis.call('HGET', held, 'tokens'))
@@ -163,13 +208,22 @@ if tpm and counted + tokens > tpm then
   end
   return {0, 'tpm', at + WINDOW - now, 0, 0, 0}
 end
+-- A budget refuses for good when what is spent leaves no room; while only requests in flight
+-- are in the way, it refuses for a moment (they settle, usually for less than they hold).
+local function over(name, spent, in_flight, budget, until_ms)
+  if spent + cost > budget then return {0, name, until_ms, 0, 0, 0} end
+  if spent + in_flight + cost > budget then return {0, name .. '_held', tonumber(ARGV[13]), 0, 0, 0} end
+  return nil
+end
 if budget_day then
-  local spent = num(redis.call('HGET', day_usage, 'cost_nano')) + num(redis.call('HGET', held, 'd:' .. day))
-  if spent + cost > budget_day then return {0, 'budget_day', tonumber(ARGV[11]) - now, 0, 0, 0} end
+  local refused = over('budget_day', num(redis.call('HGET', day_usage, 'cost_nano')),
+                       num(redis.call('HGET', held, 'd:' .. day)), budget_day, tonumber(ARGV[11]) - now)
+  if refused then return refused end
 end
 if budget_month then
-  local spent = num(redis.call('GET', month_spend)) + num(redis.call('HGET', held, 'm:' .. month))
-  if spent + cost > budget_month then return {0, 'budget_month', tonumber(ARGV[12]) - now, 0, 0, 0} end
+  local refused = over('budget_month', num(redis.call('GET', month_spend)),
+                       num(redis.call('HGET', held, 'm:' .. month)), budget_month, tonumber(ARGV[12]) - now)
+  if refused then return refused end
 end
 
 redis.call('ZADD', rpm_log, now, id)
@@ -191,19 +245,46 @@ if #newest > 0 then reset = tonumber(newest[2]) + WINDOW - now end
 return {1, '', 0, requests + 1, counted + tokens, reset}
 """
 
+_RELEASE = """
+-- KEYS: rpm, reservations, reservations:expiry, held; ARGV: id, ttl ms
+-- A reservation the gateway gave up on: its holds go back and its request leaves the rpm
+-- window, with no record. Its id stays in the expiry zset as a tombstone, put there first if
+-- the admission has not run yet, so that it reserves nothing when it does.
+local rpm_log, reservations, expiry, held = unpack(KEYS)
+local id = ARGV[1]
+local bad = check_amounts({ARGV[2]})
+if bad then return bad end
+local r = redis.call('HGET', reservations, id)
+if r then
+  unhold_all(held, r)
+  redis.call('HDEL', reservations, id)
+  redis.call('ZREM', rpm_log, id)
+  return 1
+end
+if not redis.call('ZSCORE', expiry, id) then
+  redis.call('ZADD', expiry, clock_ms() + tonumber(ARGV[2]), id)
+  keep(expiry, tonumber(ARGV[2]))
+end
+return 0
+"""
+
 _SETTLE = """
 -- KEYS: tpm, tpm:total, reservations, reservations:expiry, held, day:<day>, month:<month>, records
--- ARGV: reservation id ('' for none), log id, tokens, cost, provider cost ('' if unknown),
---       prompt tokens, completion tokens, "model|provider", record, max records, usage ttl s
+-- ARGV: reservation id, log id, tokens, cost, provider cost ('' if unknown), prompt tokens,
+--       completion tokens, "model|provider", record, max records, usage ttl s, remember ms
 local tpm_log, tpm_total, reservations, expiry, held, day_usage, month_spend, records = unpack(KEYS)
 local id, tokens, cost, provider_cost = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
 local prompt, completion, route, usage_ttl = ARGV[6], ARGV[7], ARGV[8], ARGV[11]
+local bad = check_amounts({tokens, cost, prompt, completion, ARGV[10], usage_ttl, ARGV[12]})
+  or check_amounts({provider_cost}, true)
+if bad then return bad end
 local now = clock_ms()
 
 -- No purge here (admit and spend purge before they count holds): the answer depends only
 -- on the id's own entry. In the expiry zset with a future score, it is live (in the hash)
--- or settled (a tombstone); with a past score, or absent, its time is up: it is recorded
--- and remembered SETTLED_GRACE more, so a retry of a late settlement is not counted twice.
+-- or settled (a tombstone); with a past score, or absent, its time is up (or it was never
+-- admitted here): it is recorded and remembered a while more (ARGV[12] ms), so a retry of
+-- the settlement is not counted twice.
 if id ~= '' then
   local expires = redis.call('ZSCORE', expiry, id)
   local r = redis.call('HGET', reservations, id)
@@ -216,8 +297,8 @@ if id ~= '' then
     return 0  -- settled already
   end
   if not expires or tonumber(expires) <= now then
-    redis.call('ZADD', expiry, now + SETTLED_GRACE, id)
-    keep(expiry, SETTLED_GRACE)
+    redis.call('ZADD', expiry, now + tonumber(ARGV[12]), id)
+    keep(expiry, tonumber(ARGV[12]))
   end
 end
 
@@ -279,6 +360,17 @@ if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then redis.call('INCR', KEYS[3]) en
 return 1
 """
 
+_LOOKUP_KEY = """
+-- KEYS: by_hash, revoked; ARGV: key hash. The key's record unless it is revoked, in one round trip.
+local record = redis.call('HGET', KEYS[1], ARGV[1])
+if not record then return false end
+local ok, decoded = pcall(cjson.decode, record)
+if not ok or type(decoded) ~= 'table' or redis.call('SISMEMBER', KEYS[2], tostring(decoded.key_id)) == 1 then
+  return false
+end
+return record
+"""
+
 _LIST_KEYS = """
 -- KEYS: by_hash, revoked
 return {redis.call('HVALS', KEYS[1]), redis.call('SMEMBERS', KEYS[2])}
@@ -298,9 +390,11 @@ class _Script:
 
 SCRIPTS = {
     "admit": _Script.of(_ADMIT),
+    "release": _Script.of(_RELEASE),
     "settle": _Script.of(_SETTLE),
     "spend": _Script.of(_SPEND),
     "add_key": _Script.of(_ADD_KEY, common=False),
     "revoke_key": _Script.of(_REVOKE_KEY, common=False),
     "list_keys": _Script.of(_LIST_KEYS, common=False),
+    "lookup_key": _Script.of(_LOOKUP_KEY, common=False),
 }

@@ -5,10 +5,14 @@ from __future__ import annotations
 import math
 from datetime import date, datetime, timezone
 
+from gateway.money import MAX_NANO
+
 WINDOW_MS = 60_000  # rpm and tpm count what happened in the last minute
 # A settled reservation id is remembered (so a second settle records nothing) until the
 # reservation would have expired; an id settled after that, for this long.
 SETTLED_GRACE_MS = 60_000
+# A budget refused only because of requests in flight: they settle within seconds, usually for less.
+HELD_RETRY_MS = 1_000
 ROUTE_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "cost_nano", "provider_cost_nano")
 
 
@@ -26,9 +30,11 @@ def next_month_ms(month: str) -> int:
 
 
 def check_amounts(*amounts: int) -> None:
-    """Refuse negative tokens or money: they would corrupt held sums and windows."""
-    if min(amounts) < 0:
-        raise ValueError(f"store: negative amount in {amounts}")
+    """Refuse what would corrupt held sums and windows: negative amounts, and amounts Redis's
+    Lua (doubles) would not hold exactly."""
+    for amount in amounts:
+        if type(amount) is not int or not 0 <= amount <= MAX_NANO:
+            raise ValueError(f"store: amount out of range in {amounts}")
 
 
 def retry_after_s(wait_ms: float) -> float:

@@ -7,13 +7,25 @@ not (measured: about 2,400 against 250 requests/s through the same proxy).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
+import orjson
 
-from gateway.config import ProviderConfig, Timeouts
+from gateway.config import ProviderConfig, Timeouts, UpstreamConfig
 from gateway.errors import GatewayError, upstream_error
+from gateway.upstream.body import (
+    ACCEPTED_ENCODINGS,
+    BodyTooLarge,
+    UnknownEncoding,
+    read_body,
+    read_error_body,
+)
+
+_SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
 
 
 @dataclass(slots=True)
@@ -22,22 +34,31 @@ class Opened:
 
     response: aiohttp.ClientResponse
     status: int
-    first: bytes  # the whole body when not streaming
+    first: bytes  # the whole body (decoded) when not streaming
     started: float  # monotonic time the request was sent
     first_byte_at: float
+    doc: dict[str, Any] | None = None  # the whole body, parsed, when not streaming
+
+
+def invalid_response(provider: str, what: str) -> GatewayError:
+    """A 200 that is no answer: another route may still give one, and nothing is billed."""
+    return GatewayError(502, f"provider '{provider}' sent an invalid response: {what}", type="upstream_error",
+                        code="upstream_invalid_response", retryable=True)
 
 
 class UpstreamClient:
-    """One pooled session per process, shared by every provider."""
+    """One pooled session per process, shared by every provider; answers read within `limits`."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: UpstreamConfig | None = None) -> None:
+        self._limits = limits or UpstreamConfig()
         self._session: aiohttp.ClientSession | None = None
         self._headers: dict[str, dict[str, str]] = {}
 
     async def start(self, providers: dict[str, ProviderConfig] | None = None) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30,
                                          enable_cleanup_closed=True)
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
+        # Decompression is the gateway's own (gateway.upstream.body): bounded, where aiohttp's is not.
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                               skip_auto_headers=("User-Agent",))
         for provider in (providers or {}).values():
             self._headers[provider.name] = request_headers(provider)
@@ -56,42 +77,90 @@ class UpstreamClient:
         assert self._session is not None, "UpstreamClient.start() was not awaited"
         t = provider.timeouts
         headers = self._headers.get(provider.name) or request_headers(provider)
-        if request_id:
+        if request_id or stream:
             headers = {**headers, "x-request-id": request_id}
+            if stream:  # a stream is read as it comes: nothing to inflate in between
+                headers["accept-encoding"] = "identity"
         # time.monotonic, not loop.time: uvloop's clock ticks in whole milliseconds.
         started = time.monotonic()
         response = None
+        name, limits = provider.name, self._limits
         try:
             async with asyncio.timeout(t.first_byte_s):
                 response = await self._session.post(url, data=body, headers=headers, timeout=_timeout(t))
                 if response.status >= 400:
-                    error_body = await response.read()
-                    response.release()
-                    raise upstream_error(response.status, error_body, provider.name,
-                                         response.headers.get("retry-after"))
-                first = await response.content.readany() if stream else b""
-            if not stream:
-                async with asyncio.timeout(max(t.total_s - (time.monotonic() - started), 0.001)):
-                    first = await response.read()
-            return Opened(response, response.status, first, started, time.monotonic())
+                    error_body = await read_error_body(response, limits.max_error_body_bytes)
+                    response.close()
+                    raise upstream_error(response.status, error_body, name, response.headers.get("retry-after"),
+                                         hosts=(response.url.host or "",))
+                if stream:
+                    first = await self._first_event_bytes(response, name)
+            if stream:
+                return Opened(response, response.status, first, started, time.monotonic())
+            async with asyncio.timeout(max(t.total_s - (time.monotonic() - started), 0.001)):
+                whole = await read_body(response, limits.max_body_bytes)
+            return Opened(response, response.status, whole, started, time.monotonic(), _answer(whole, name))
         except GatewayError:
+            _close(response)
             raise
         except TimeoutError:
             _close(response)
-            raise GatewayError(504, f"provider '{provider.name}' did not answer within its "
+            raise GatewayError(504, f"provider '{name}' did not answer within its "
                                f"{t.first_byte_s:g} s first-byte timeout", type="upstream_timeout",
                                code="upstream_timeout", retryable=True) from None
+        except BodyTooLarge as exc:
+            _close(response)
+            raise GatewayError(502, f"provider '{name}' sent an answer too large to relay: {exc} "
+                               "(upstream.max_body_bytes)", type="upstream_error", code="upstream_response_too_large",
+                               retryable=True) from None
+        except UnknownEncoding as exc:
+            _close(response)
+            raise invalid_response(name, str(exc)) from None
         except aiohttp.ClientConnectorError as exc:
-            raise GatewayError(502, f"could not connect to provider '{provider.name}': {exc.os_error}",
+            reason = os.strerror(exc.os_error.errno) if exc.os_error.errno else "no connection"
+            raise GatewayError(502, f"could not connect to provider '{name}': {reason.lower()}",
                                type="upstream_error", code="upstream_unreachable", retryable=True) from None
         except (aiohttp.ClientError, OSError) as exc:
             _close(response)
-            raise GatewayError(502, f"provider '{provider.name}' failed: {type(exc).__name__} {exc}",
+            raise GatewayError(502, f"provider '{name}' failed: {type(exc).__name__}",
                                type="upstream_error", code="upstream_failed", retryable=True) from None
+
+    async def _first_event_bytes(self, response: aiohttp.ClientResponse, provider: str) -> bytes:
+        """A stream's first bytes, if they are the start of an event stream; never compressed
+        (the gateway asks for none)."""
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise invalid_response(provider, f"a stream in content-encoding {encoding[:40]!r}")
+        first = await response.content.readany()
+        if not first:
+            raise invalid_response(provider, "the stream ended before its first event")
+        if not _looks_like_sse(first):
+            raise invalid_response(provider, "not an event stream (starts with "
+                                   f"{first.lstrip()[:1].decode('latin-1')!r})")
+        return first
+
+
+def _looks_like_sse(first: bytes) -> bool:
+    """Whether bytes can begin an event stream: a field or a comment, or a prefix of one."""
+    start = first.lstrip(b"\r\n\t ")[:6]
+    return any(start.startswith(field) or field.startswith(start) for field in _SSE_FIELDS)
+
+
+def _answer(body: bytes, provider: str) -> dict[str, Any]:
+    """A non-streamed body as JSON; a 200 that is HTML, truncated or not an object is no answer."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise invalid_response(provider, f"not JSON ({len(body)} bytes"
+                               f"{', starting ' + repr(body.lstrip()[:1].decode('latin-1')) if body else ''})") from None
+    if not isinstance(doc, dict):
+        raise invalid_response(provider, f"a JSON {type(doc).__name__}, not an object")
+    return doc
 
 
 def request_headers(provider: ProviderConfig) -> dict[str, str]:
-    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+               "accept-encoding": ACCEPTED_ENCODINGS}
     if provider.api_key:
         headers["authorization"] = f"Bearer {provider.api_key}"
     headers.update(dict(provider.headers))

@@ -2,8 +2,9 @@
 
 Starlette's StreamingResponse applied to an upstream: it sends what arrives as it
 arrives, closes the upstream as soon as the client goes away (or, for a provider that
-bills abandoned requests anyway, reads on to its usage), and ends a stream that times
-out after its first byte with an error event the OpenAI SDK raises.
+bills abandoned requests anyway, reads on to its usage), and ends a stream that fails
+after its first byte (a timeout, a broken connection, an event past its size, a
+shutdown) with an error event the OpenAI SDK raises, never with a cut body.
 """
 
 from __future__ import annotations
@@ -11,38 +12,43 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 import orjson
-from starlette.types import Receive, Scope, Send
+from starlette.types import Receive, Send
 
 from gateway.config import Timeouts
 from gateway.upstream.client import Opened
-from gateway.upstream.tap import StreamTap
+from gateway.upstream.tap import EventTooLarge, StreamTap
+
+SHUTDOWN = 503  # the status a stream cut by the gateway's own shutdown is settled under
 
 
 @dataclass(slots=True)
 class StreamEnd:
     """How a relayed stream ended, for settlement."""
 
-    status: int  # 200, 499 when the client went away, 504/502 when the upstream failed mid-stream
-    tap: StreamTap
+    # 200; 499 when the client went away; 504/502 when the upstream failed mid-stream; 503 at shutdown
+    status: int
     ended_at: float
 
 
-class RelayResponse:
+class Relay:
+    """One stream from an upstream to a client. `started` tells whether the client has a response."""
+
     def __init__(self, opened: Opened, tap: StreamTap, timeouts: Timeouts, headers: dict[str, str],
-                 on_end: Callable[[StreamEnd], Awaitable[None]], finish_abandoned: bool = False) -> None:
+                 finish_abandoned: bool = False) -> None:
         self._opened = opened
         self._tap = tap
         self._timeouts = timeouts
         self._headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        self._on_end = on_end
         self._finish_abandoned = finish_abandoned
         self._client_gone = False
         self._delivering = False
+        self.started = False
+        self.finished = False
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def run(self, receive: Receive, send: Send) -> StreamEnd:
+        """Deliver the stream; at a shutdown's cancellation, end it with an error event and re-raise."""
         relay = asyncio.current_task()
         assert relay is not None
         watcher = asyncio.create_task(self._watch_disconnect(receive, relay))
@@ -53,18 +59,22 @@ class RelayResponse:
         finally:
             watcher.cancel()
             self._opened.response.close()
-        await self._on_end(StreamEnd(status, self._tap, time.monotonic()))
+        return StreamEnd(status, time.monotonic())
 
     async def _deliver(self, send: Send, relay: asyncio.Task) -> int:
         """The stream to the client: its status, 499 when the client left before the end."""
         self._delivering = True
         try:
+            self.started = True
             await send({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                 (b"x-accel-buffering", b"no"), *self._headers]})
             return await self._pump(send)
         except asyncio.CancelledError:
             if not self._client_gone:
+                # The gateway is shutting down (its grace period is over): the client gets an error
+                # event, not a cut body, and what was delivered is settled.
+                await self.fail(send, "the gateway is shutting down; the stream was cut", "gateway_shutdown")
                 raise
             relay.uncancel()
             return 499
@@ -82,21 +92,27 @@ class RelayResponse:
 
     async def _pump(self, send: Send) -> int:
         chunk = self._opened.first
-        while chunk:
-            out = self._tap.feed(chunk)
-            if out:
-                await send({"type": "http.response.body", "body": out, "more_body": True})
-            try:
-                chunk = await self._read_next()
-            except TimeoutError:
-                past_total = time.monotonic() >= self._opened.started + self._timeouts.total_s
-                which = "total" if past_total else "idle"
-                await self._send_error(send, f"the upstream stream hit its {which} timeout", "upstream_timeout")
-                return 504
-            except Exception as exc:  # the upstream connection broke mid-stream
-                await self._send_error(send, f"the upstream stream broke: {type(exc).__name__}", "upstream_error")
-                return 502
-        rest = self._tap.flush()
+        try:
+            while chunk:
+                out = self._tap.feed(chunk)
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+                try:
+                    chunk = await self._read_next()
+                except TimeoutError:
+                    past_total = time.monotonic() >= self._opened.started + self._timeouts.total_s
+                    which = "total" if past_total else "idle"
+                    await self.fail(send, f"the upstream stream hit its {which} timeout", "upstream_timeout")
+                    return 504
+                except Exception as exc:  # the upstream connection broke mid-stream
+                    await self.fail(send, f"the upstream stream broke: {type(exc).__name__}", "upstream_error")
+                    return 502
+            rest = self._tap.flush()
+        except EventTooLarge as exc:
+            await self.fail(send, f"the upstream sent an event too large to relay: {exc} (upstream.max_event_bytes)",
+                            "upstream_error")
+            return 502
+        self.finished = True
         await send({"type": "http.response.body", "body": rest, "more_body": False})
         return 200
 
@@ -109,25 +125,27 @@ class RelayResponse:
         await asyncio.sleep(0)  # let bytes already read off the socket reach the stream reader
         try:
             arrived = self._opened.response.content.read_nowait()
-        except Exception:
-            return
-        if arrived:
-            self._tap.feed(arrived)
-        if not self._finish_abandoned:
-            return
-        while self._tap.usage is None:
-            try:
+            if arrived:
+                self._tap.feed(arrived)
+            while self._finish_abandoned and self._tap.usage is None:
                 chunk = await self._read_next()
-            except Exception:  # timed out or broke: what was counted is what is billed
-                return
-            if not chunk:
-                return
-            self._tap.feed(chunk)
+                if not chunk:
+                    return
+                self._tap.feed(chunk)
+        except Exception:  # timed out, broke, or too large: what was counted is what is billed
+            return
 
-    async def _send_error(self, send: Send, message: str, kind: str) -> None:
+    async def fail(self, send: Send, message: str, kind: str) -> None:
+        """End the stream with an OpenAI error event; a client already gone is left alone."""
+        if self.finished or self._client_gone:
+            return
+        self.finished = True
         error = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
-        body = b"data: " + orjson.dumps(error) + b"\n\n"
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        try:
+            await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(error) + b"\n\n",
+                        "more_body": False})
+        except OSError:
+            pass
 
     async def _watch_disconnect(self, receive: Receive, relay: asyncio.Task) -> None:
         while True:

@@ -2,6 +2,8 @@
 
 Streams stay bytes: only an event that carries usage, or one that must be dropped,
 is parsed. Content deltas are counted so that a stream cut short can still be billed.
+The upstream is untrusted: an event is bounded in size, and whatever an event holds
+(any JSON, any usage) is passed on or ignored, never an exception.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ from typing import Any
 
 import orjson
 
-from gateway.accounting.usage import Usage, usage_from_doc
+from gateway.accounting.usage import InvalidUsage, Usage, usage_from_doc
 from providers import Profile
 
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _DELTA = re.compile(rb'"(?:content|text)"\s*:\s*"(?!")')
 _EVENT_END = b"\n\n"
+
+
+class EventTooLarge(Exception):
+    """An SSE event grew past the configured size without ending."""
 
 
 class StreamTap:
@@ -27,22 +33,32 @@ class StreamTap:
     finish chunk (split into OpenAI's two chunks), and deltas the profile drops.
     """
 
-    __slots__ = ("_profile", "_wants_usage", "_tail", "usage", "deltas")
+    __slots__ = ("_profile", "_wants_usage", "_max_event_bytes", "_tail", "usage", "deltas", "invalid_usage",
+                 "saw_event")
 
-    def __init__(self, profile: Profile, wants_usage: bool) -> None:
+    def __init__(self, profile: Profile, wants_usage: bool, max_event_bytes: int = 16 << 20) -> None:
         self._profile = profile
         self._wants_usage = wants_usage
+        self._max_event_bytes = max_event_bytes
         self._tail = b""
         self.usage: Usage | None = None
         self.deltas = 0  # content-bearing events seen: one token each on every server we know
+        self.invalid_usage: str | None = None  # why the upstream's usage could not be billed, if it could not
+        self.saw_event = False  # a stream that ends without one complete event is no answer
 
     def feed(self, chunk: bytes) -> bytes:
+        """What the client should get now; raises EventTooLarge past the size of one event."""
         data = self._tail + chunk if self._tail else chunk
         end = _last_event_end(data)
         if end < 0:
+            if len(data) > self._max_event_bytes:
+                raise EventTooLarge(f"an event grew past {self._max_event_bytes} bytes")
             self._tail = data
             return b""
         ready, self._tail = data[:end], data[end:]
+        if len(self._tail) > self._max_event_bytes:
+            raise EventTooLarge(f"an event grew past {self._max_event_bytes} bytes")
+        self.saw_event = True
         self.deltas += len(_DELTA.findall(ready))
         if _USAGE.search(ready) is None and not self._has_dropped_delta(ready):
             return ready
@@ -50,9 +66,13 @@ class StreamTap:
         return b"".join(self._rewrite(event, end) for event in ready.split(end) if event)
 
     def flush(self) -> bytes:
-        """Whatever is left when the upstream ends without a final blank line."""
+        """What is left when the upstream ends without a final blank line: read as a whole event
+        (its usage counts like any other's) and framed as one, so every client reads it."""
         rest, self._tail = self._tail, b""
-        return rest
+        if not rest.strip():
+            return rest
+        end = b"\r\n\r\n" if rest.endswith(b"\r\n") else _EVENT_END
+        return self.feed(rest.rstrip(b"\r\n") + end)
 
     def _has_dropped_delta(self, ready: bytes) -> bool:
         return any(text.encode() in ready for text in self._profile.dropped_deltas)
@@ -65,10 +85,16 @@ class StreamTap:
             doc = orjson.loads(payload)
         except orjson.JSONDecodeError:
             return event + end
+        if not isinstance(doc, dict):
+            return event + end
         if self._is_dropped(doc):
             self.deltas -= 1
             return b""
-        usage = usage_from_doc(doc, self._profile)
+        try:
+            usage = usage_from_doc(doc, self._profile)
+        except InvalidUsage as error:
+            self.invalid_usage = self.invalid_usage or str(error)
+            return event + end  # the client gets the upstream's bytes; the gateway bills its own count
         if usage is None:
             return event + end
         self.usage = usage
@@ -82,12 +108,16 @@ class StreamTap:
             out += b"data: " + orjson.dumps(usage_chunk(doc, usage)) + end
         return out
 
-    def _is_dropped(self, doc: Any) -> bool:
-        if not self._profile.dropped_deltas or not isinstance(doc, dict):
+    def _is_dropped(self, doc: dict[str, Any]) -> bool:
+        choices = doc.get("choices")
+        if not self._profile.dropped_deltas or not isinstance(choices, list):
             return False
-        for choice in doc.get("choices") or ():
-            text = (choice.get("delta") or {}).get("content", choice.get("text"))  # chat, or completions
-            if text in self._profile.dropped_deltas and not choice.get("finish_reason"):
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else choice.get("text")  # chat, or completions
+            if isinstance(text, str) and text in self._profile.dropped_deltas and not choice.get("finish_reason"):
                 return True
         return False
 

@@ -18,6 +18,7 @@ from gateway.accounting.periods import utc_periods
 from gateway.accounting.settlement import Outcome
 from gateway.accounting.usage import Usage
 from gateway.config import parse_config
+from gateway.ids import new_id
 from gateway.errors import GatewayError, upstream_error
 from gateway.observability.gauges import StateGauges, endpoint_label
 from gateway.observability.metrics import UPSTREAM_REASONS, Metrics, failure_reason
@@ -196,7 +197,7 @@ async def test_gauges_copy_the_routers_state_and_each_teams_budget():
         deepinfra_route.circuits[0].failure(0.0)
     day, month = utc_periods()
     admitted = await store.admit(Hold("research", 10, 250_000_000, day, month), Limits())
-    await store.settle(None, UsageRecord("research", "k", "llama", "deepinfra", 1, 1, 500_000_000, None, 200, 1, 0,
+    await store.settle(new_id(), UsageRecord("research", "k", "llama", "deepinfra", 1, 1, 500_000_000, None, 200, 1, 0,
                                          day, month))
     gauges = StateGauges(metrics, cfg, router, store)
     gauges.refresh_routes()

@@ -11,10 +11,11 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from gateway.ids import new_id
 from gateway.store import Hold, KeyRecord, Limits, Store, StoreUnavailable, UsageRecord
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
-from gateway.store.redis_scripts import PURGE_BATCH
+from gateway.store.redis_scripts import PURGE_BATCH, SCRIPTS
 from tests.waiting import eventually, wait_until
 
 DAY = "2030-01-15"
@@ -70,7 +71,8 @@ async def test_budget_never_overshoots_under_concurrency(store: Store) -> None:
     admitted = [a for a in answers if a.admitted]
     assert len(admitted) * 7 <= 1_000
     assert len(admitted) == 1_000 // 7  # and nothing that fitted was turned away
-    assert {a.refused_by for a in answers if not a.admitted} == {"budget_day"}
+    # Nothing is spent yet: every refusal is for the requests in flight, and says so.
+    assert {a.refused_by for a in answers if not a.admitted} == {"budget_day_held"}
     assert await store.spend("research", DAY, MONTH) == (len(admitted) * 7, len(admitted) * 7)
 
 
@@ -95,6 +97,62 @@ async def test_refused_admission_reserves_nothing(store: Store) -> None:
     assert second.requests_remaining == 0 and second.tokens_remaining == 0
 
 
+async def test_a_budget_held_by_requests_in_flight_refuses_for_a_second_not_for_the_day(store: Store) -> None:
+    limits = Limits(budget_day_nano=1_000)
+    first = await store.admit(hold(cost=600), limits)
+
+    held = await store.admit(hold(cost=600), limits)
+    assert not held.admitted and held.refused_by == "budget_day_held" and held.retry_after_s == 1
+
+    assert await store.settle(first.reservation_id, used(cost=100))  # it used far less than its worst case
+    second = await store.admit(hold(cost=600), limits)
+    assert second.admitted
+    assert await store.settle(second.reservation_id, used(cost=800))
+    spent = await store.admit(hold(cost=600), limits)
+    assert not spent.admitted and spent.refused_by == "budget_day" and spent.retry_after_s > 60
+
+
+async def test_a_release_gives_a_reservation_back_and_records_nothing(store: Store) -> None:
+    limits = Limits(rpm=1, budget_day_nano=1_000)
+    admission = await store.admit(hold(cost=1_000), limits)
+
+    assert await store.release("research", admission.reservation_id, ttl_s=60)
+
+    assert await store.spend("research", DAY, MONTH) == (0, 0)
+    assert await store.records("research") == []
+    assert (await store.admit(hold(cost=1_000), limits)).admitted  # its request left the rpm window too
+    assert not await store.release("research", admission.reservation_id, ttl_s=60)
+
+
+async def test_a_release_that_reaches_the_store_before_its_admission_wins(store: Store) -> None:
+    # The admission's answer was lost (a timeout while Redis was paused) and the gateway
+    # released it; the admission itself, still queued, runs only afterwards.
+    lost = hold(cost=1_000)
+    assert not await store.release("research", lost.reservation_id, ttl_s=60)
+
+    late = await store.admit(lost, Limits())
+
+    assert not late.admitted and late.refused_by == "released"
+    assert await store.spend("research", DAY, MONTH) == (0, 0)
+
+
+async def test_admitting_the_same_id_again_holds_once(store: Store) -> None:
+    again = hold(cost=1_000)
+    assert (await store.admit(again, Limits())).admitted
+    assert (await store.admit(again, Limits())).admitted
+    assert await store.spend("research", DAY, MONTH) == (1_000, 1_000)
+
+
+@pytest.mark.parametrize("amount", [-1, 2**53, 10**20])
+async def test_amounts_that_redis_would_not_hold_exactly_are_refused_before_the_store(store: Store,
+                                                                                       amount: int) -> None:
+    with pytest.raises(ValueError):
+        await store.admit(hold(tokens=amount), Limits())
+    with pytest.raises(ValueError):
+        await store.settle(new_id(), used(cost=amount))
+    assert await store.spend("research", DAY, MONTH) == (0, 0)
+
+
 async def test_settle_replaces_reservation_with_actual_cost(store: Store) -> None:
     admission = await store.admit(hold(cost=1_000), Limits())
 
@@ -116,9 +174,12 @@ async def test_settling_twice_records_once(store: Store) -> None:
     assert len(await store.records("research")) == 1
 
 
-async def test_settling_without_a_reservation_records_every_time(store: Store) -> None:
-    assert await store.settle(None, used(cost=300))
-    assert await store.settle(None, used(cost=300))
+async def test_settling_ids_never_admitted_records_each_once(store: Store) -> None:
+    # Admitted while the store was down: the id is the gateway's, and a retry of it records nothing.
+    unmetered = new_id()
+    assert await store.settle(unmetered, used(cost=300))
+    assert await store.settle(new_id(), used(cost=300))
+    assert not await store.settle(unmetered, used(cost=300))
 
     assert await store.spend("research", DAY, MONTH) == (600, 600)
     assert len(await store.records("research")) == 2
@@ -215,7 +276,7 @@ async def test_limits_are_checked_rpm_tpm_budget_day_budget_month(store: Store) 
         refusals.append((await store.admit(hold(tokens=1, cost=1), Limits(**full))).refused_by)
         full[lifted] = None
 
-    assert refusals == ["rpm", "tpm", "budget_day", "budget_month"]
+    assert refusals == ["rpm", "tpm", "budget_day_held", "budget_month_held"]  # the first is still in flight
     assert (await store.admit(hold(tokens=1, cost=1), Limits(**full))).admitted
 
 
@@ -264,11 +325,11 @@ async def test_teams_have_separate_quotas(store: Store) -> None:
 
 
 async def test_usage_by_day_and_route(store: Store) -> None:
-    await store.settle(None, used(10, 5, 300, day="2030-01-14", provider_cost=290))
-    await store.settle(None, used(20, 10, 600, day="2030-01-15", provider="novita"))
-    await store.settle(None, used(1, 2, 30, day="2030-01-15", provider_cost=25))
-    await store.settle(None, used(1, 1, 1, day="2030-01-20"))
-    await store.settle(None, used(1, 1, 1, day="2030-01-15", team="support"))
+    await store.settle(new_id(), used(10, 5, 300, day="2030-01-14", provider_cost=290))
+    await store.settle(new_id(), used(20, 10, 600, day="2030-01-15", provider="novita"))
+    await store.settle(new_id(), used(1, 2, 30, day="2030-01-15", provider_cost=25))
+    await store.settle(new_id(), used(1, 1, 1, day="2030-01-20"))
+    await store.settle(new_id(), used(1, 1, 1, day="2030-01-15", team="support"))
 
     days = await store.usage("research", "2030-01-13", "2030-01-16")
 
@@ -289,7 +350,7 @@ async def test_usage_by_day_and_route(store: Store) -> None:
 async def test_records_round_trip_every_field(store: Store) -> None:
     record = used(7, 3, 123, provider_cost=120, request_id="req-1")
 
-    await store.settle(None, record)
+    await store.settle(new_id(), record)
 
     assert await store.records("research") == [record]
 
@@ -297,7 +358,7 @@ async def test_records_round_trip_every_field(store: Store) -> None:
 async def test_records_newest_first_and_capped(make_store: Callable[..., Awaitable[Store]]) -> None:
     store = await make_store(max_records=10)
     for n in range(150):
-        await store.settle(None, used(request_id=f"req-{n}"))
+        await store.settle(new_id(), used(request_id=f"req-{n}"))
 
     newest = await store.records("research", count=1_000)
 
@@ -310,7 +371,7 @@ async def test_records_newest_first_and_capped(make_store: Callable[..., Awaitab
 
 async def test_records_of_all_teams_interleave_newest_first(store: Store) -> None:
     for n, team in enumerate(["research", "support", "research", "support"]):
-        await store.settle(None, used(team=team, request_id=f"req-{n}"))
+        await store.settle(new_id(), used(team=team, request_id=f"req-{n}"))
         now_ms = int(time.time() * 1000)  # Redis orders records across teams by stream id (ms)
         wait_until(lambda: int(time.time() * 1000) > now_ms, what="the next millisecond")
 
@@ -349,7 +410,7 @@ async def test_keys_are_listed_by_team(store: Store) -> None:
 async def test_large_amounts_stay_exact(store: Store) -> None:
     # Beyond 14 digits, where a Lua number would print as 1.2345678901234e+14.
     cost = 123_456_789_012_345
-    admission = await store.admit(hold(cost=cost), Limits(budget_day_nano=10**16))
+    admission = await store.admit(hold(cost=cost), Limits(budget_day_nano=2**53 - 1))
     assert await store.spend("research", DAY, MONTH) == (cost, cost)
 
     await store.settle(admission.reservation_id, used(cost=cost + 2, provider_cost=cost + 1))
@@ -363,7 +424,7 @@ async def test_negative_amounts_are_refused_before_they_reach_the_store(store: S
     with pytest.raises(ValueError):
         await store.admit(hold(tokens=-1), Limits())
     with pytest.raises(ValueError):
-        await store.settle(None, used(cost=-1))
+        await store.settle(new_id(), used(cost=-1))
 
     assert await store.spend("research", DAY, MONTH) == (0, 0)
 
@@ -475,9 +536,9 @@ async def test_a_short_usage_ttl_is_refreshed_on_every_settlement(redis_url: str
     client = redis.Redis.from_url(redis_url)
     day_key = f"{redis_prefix}:{{research}}:day:{DAY}"
     try:
-        await store.settle(None, used())
+        await store.settle(new_id(), used())
         client.expire(day_key, 5)
-        await store.settle(None, used())
+        await store.settle(new_id(), used())
         assert client.ttl(day_key) > 900
     finally:
         client.close()
@@ -626,3 +687,39 @@ async def test_each_team_lives_in_one_cluster_slot(redis_url: str, redis_prefix:
     finally:
         client.close()
         await store.close()
+
+
+async def test_a_corrupt_reservation_or_held_sum_is_dropped_and_never_wedges_the_team(
+        redis_url: str, redis_prefix: str) -> None:
+    store = RedisStore(redis_url, timeout_s=2.0, prefix=redis_prefix)
+    client = redis.Redis.from_url(redis_url)
+    team = f"{redis_prefix}:{{research}}"
+    try:
+        client.hset(f"{team}:reservations", "mangled", "not|a|reservation")
+        client.zadd(f"{team}:reservations:expiry", {"mangled": 0})  # due: the next admit purges it
+        client.hset(f"{team}:held", mapping={"tokens": "abc", f"d:{DAY}": "1.5"})
+
+        admission = await store.admit(hold(tokens=100, cost=1_000), Limits(tpm=1_000, budget_day_nano=5_000))
+
+        assert admission.admitted
+        assert await store.settle(admission.reservation_id, used(cost=300))
+        assert await store.spend("research", DAY, MONTH) == (300, 300)
+        assert client.hlen(f"{team}:reservations") == 0 and client.hgetall(f"{team}:held") == {}
+    finally:
+        client.close()
+        await store.close()
+
+
+async def test_the_scripts_check_every_amount_before_their_first_write(redis_url: str, redis_prefix: str) -> None:
+    # What the Python side already refuses, the scripts refuse too: nothing half-written.
+    client = redis.Redis.from_url(redis_url)
+    keys = [f"{redis_prefix}:{{research}}:{name}" for name in
+            ("rpm", "tpm", "tpm:total", "reservations", "reservations:expiry", "held", f"day:{DAY}", f"month:{MONTH}")]
+    try:
+        for tokens in ("-5", "1e20", "9007199254740992", "12abc"):
+            args = ["some-id", tokens, "100", DAY, MONTH, "60000", "", "", "", "", "0", "0", "1000"]
+            with pytest.raises(redis.ResponseError, match="is not an amount"):
+                client.eval(SCRIPTS["admit"].source, len(keys), *keys, *args)
+        assert list(client.scan_iter(match=f"{redis_prefix}:*")) == []
+    finally:
+        client.close()

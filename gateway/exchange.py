@@ -1,0 +1,232 @@
+"""One admitted request, from its reservation to its one settlement: its attempts, its answer.
+
+The exchange owns what the request holds: the reservation, settled exactly once when the
+exchange closes, and the current attempt's router slot, given back exactly once. `async
+with` closes it however the block ends: an answer, an upstream error, a client gone, an
+exception, a cancellation at shutdown. Until its settlement is done it is counted in
+`Gateway.inflight`, so that a shutdown waits for it before the store is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from starlette.types import Receive, Send
+
+from gateway.accounting.admission import Reservation
+from gateway.accounting.settlement import Outcome
+from gateway.accounting.usage import (
+    InvalidUsage,
+    Usage,
+    estimate,
+    output_bytes,
+    usage_from_doc,
+)
+from gateway.auth import Identity
+from gateway.call import Call
+from gateway.config import ModelConfig
+from gateway.errors import GatewayError
+from gateway.routing import Candidate, Endpoint, Route
+from gateway.routing.attempt import Attempt
+from gateway.upstream.adapt import upstream_body
+from gateway.upstream.client import Opened
+from gateway.upstream.relay import SHUTDOWN, Relay
+from gateway.upstream.tap import StreamTap
+
+if TYPE_CHECKING:
+    from gateway.service import Gateway
+
+log = logging.getLogger("gateway.exchange")
+
+
+class Exchange:
+    def __init__(self, gw: Gateway, call: Call, model: ModelConfig, identity: Identity, reservation: Reservation,
+                 started: float, headers: dict[str, str], receive: Receive, send: Send) -> None:
+        self._gw = gw
+        self._call = call
+        self._model = model
+        self._identity = identity
+        self._reservation = reservation
+        self._started = started
+        self._headers = headers
+        self._receive = receive
+        self._send = send
+        self.attempts = 0
+        self._attempt: Attempt | None = None
+        self._route: Route | None = None
+        self._opened: Opened | None = None
+        self._relay: Relay | None = None
+        self._tap: StreamTap | None = None
+        self._responded = False
+        self.status = 0
+        self._usage = Usage()
+        self._estimated: str | None = None  # why the usage billed is the gateway's own count
+        self._upstream_ended = 0.0
+
+    async def __aenter__(self) -> Exchange:
+        self._gw.inflight.enter()
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        trace: TracebackType | None) -> bool:
+        try:
+            if error is not None:
+                await self._ended_by(error)
+        finally:
+            if self._attempt is not None:
+                self._attempt.abandon()
+            settlement = asyncio.ensure_future(self._settle())
+            settlement.add_done_callback(lambda _: self._gw.inflight.leave())
+            # Shielded: cancelled again here, the settlement still runs, and the shutdown waits for it.
+            await asyncio.shield(settlement)
+        return error is not None and not isinstance(error, asyncio.CancelledError)
+
+    async def run(self, routes: list[Candidate]) -> None:
+        """Try the planned routes in order until one answers; never retry after the first byte."""
+        gw, call = self._gw, self._call
+        tried: list[Endpoint] = []  # a second try within a pool goes to another member
+        refusal: GatewayError | None = None  # a route's own refusal of the parameters
+        failure: GatewayError | None = None  # the last upstream failure
+        for route, room_only in routes:
+            if self.attempts >= gw.config.routing.max_attempts:
+                break
+            try:
+                body = upstream_body(call, route.provider, route.upstream_model)
+            except GatewayError as error:
+                refusal = refusal or error
+                continue
+            attempt = Attempt.begin(gw.router, route, tried, room_only)
+            if attempt is None:  # the pool filled up, or another request took the probe, since the plan
+                continue
+            tried.append(attempt.endpoint)
+            self.attempts += 1
+            self._attempt = attempt
+            try:
+                opened = await gw.upstream.open(route.provider, attempt.endpoint.url + call.path, body,
+                                                stream=call.stream, request_id=self._headers["x-request-id"])
+            except GatewayError as error:
+                attempt.failed(error)
+                self._attempt = None
+                gw.metrics.upstream_failed(route.name, error)
+                failure = error
+                if error.retryable:
+                    continue
+                break
+            attempt.answered(opened.started, opened.first_byte_at, call.stream)
+            self._route, self._opened = route, opened
+            self._headers.update({"x-gateway-provider": route.name, "x-gateway-upstream-model": route.upstream_model,
+                                  "x-gateway-attempts": str(self.attempts)})
+            await (self._relay_stream(attempt) if call.stream else self._respond(attempt))
+            return
+        if self.attempts:
+            self._headers["x-gateway-attempts"] = str(self.attempts)
+        error = failure or refusal or GatewayError(503, f"no route of model '{self._model.name}' is available",
+                                                   type="service_unavailable", code="no_route_available")
+        self.status = error.status  # settled with no usage: nothing is billed for a request no upstream served
+        self._responded = True
+        await error.send(self._send, self._headers)
+
+    async def _respond(self, attempt: Attempt) -> None:
+        opened = self._opened
+        assert opened is not None and opened.doc is not None
+        self._usage = self._reported(opened.doc)
+        self.status, self._upstream_ended = 200, opened.first_byte_at
+        attempt.finished(200, opened.first_byte_at, self._usage.completion_tokens // self._call.n, stream=False)
+        self._attempt = None
+        self._responded = True
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._headers.items()]
+        await self._send({"type": "http.response.start", "status": 200,
+                          "headers": [(b"content-type", b"application/json"), *headers]})
+        await self._send({"type": "http.response.body", "body": opened.first})
+
+    async def _relay_stream(self, attempt: Attempt) -> None:
+        assert self._route is not None and self._opened is not None
+        provider = self._route.provider
+        self._tap = StreamTap(provider.profile, self._call.wants_usage, self._gw.config.upstream.max_event_bytes)
+        self._relay = Relay(self._opened, self._tap, provider.timeouts, self._headers,
+                            finish_abandoned=provider.abandoned_streams == "finish")
+        end = await self._relay.run(self._receive, self._send)
+        self.status, self._upstream_ended = end.status, end.ended_at
+        self._usage = self._stream_usage()
+        attempt.finished(end.status, end.ended_at, self._usage.completion_tokens // self._call.n, stream=True)
+        self._attempt = None
+
+    def _reported(self, doc: dict) -> Usage:
+        """A whole answer's usage: the upstream's when it can be billed, else the gateway's count."""
+        assert self._route is not None
+        try:
+            usage = usage_from_doc(doc, self._route.provider.profile)
+        except InvalidUsage as error:
+            self._estimated = "invalid"
+            log.warning("provider %s sent usage that cannot be billed (%s); billing the gateway's count",
+                        self._route.name, error)
+            usage = None
+        if usage is not None:
+            return usage
+        self._estimated = self._estimated or "absent"
+        counted = estimate(self._call.prompt_tokens_bound, output_bytes(doc))
+        counted.prompt_tokens += self._media_tokens()
+        return counted
+
+    def _stream_usage(self) -> Usage:
+        """A stream's usage: the upstream's when it came and can be billed, else what passed by."""
+        tap = self._tap
+        if tap is None:
+            return Usage()
+        if tap.usage is not None:
+            return tap.usage
+        if tap.invalid_usage is not None:
+            self._estimated = "invalid"
+            log.warning("provider %s sent usage that cannot be billed (%s); billing the gateway's count",
+                        self._route.name if self._route else "?", tap.invalid_usage)
+        elif self.status == 200:
+            self._estimated = "absent"
+        counted = estimate(self._call.prompt_tokens_bound, 0)
+        counted.prompt_tokens += self._media_tokens()
+        counted.completion_tokens = max(tap.deltas, 0)  # one token a content event, on every server we know
+        return counted
+
+    def _media_tokens(self) -> int:
+        if self._route is None or not self._call.media:
+            return 0
+        return self._call.prompt_bound(self._route.part_tokens) - self._call.prompt_tokens_bound
+
+    async def _ended_by(self, error: BaseException) -> None:
+        """Whatever ended the exchange other than an answer: the client hears of it, once."""
+        shutdown = isinstance(error, asyncio.CancelledError)
+        if not shutdown:
+            log.error("request %s failed inside the gateway", self._headers.get("x-request-id"), exc_info=error)
+        if self._relay is not None and self._relay.started:
+            if not shutdown:
+                await self._relay.fail(self._send, "the gateway failed while relaying this stream", "server_error")
+            self.status = SHUTDOWN if shutdown else 500
+            self._usage = self._stream_usage()
+            return
+        if self._responded:
+            return
+        self.status = SHUTDOWN if shutdown else 500
+        failure = (GatewayError(503, "The gateway is shutting down; retry on another replica.",
+                                type="service_unavailable", code="gateway_shutdown", headers={"retry-after": "1"})
+                   if shutdown else GatewayError(500, "The gateway failed to handle this request; it has been logged.",
+                                                 type="server_error", code="internal_error"))
+        try:
+            self._responded = True
+            await failure.send(self._send, self._headers)
+        except Exception:
+            pass  # the client is gone; the settlement below still runs
+
+    async def _settle(self) -> None:
+        route, opened = self._route, self._opened
+        outcome = Outcome(
+            self._identity.team.name, self._identity.key_id, self._call.model, route.name if route else "",
+            self.status or 500, self._usage, route.price if route else None, self._started,
+            self._headers["x-request-id"], attempts=self.attempts, stream=self._call.stream,
+            upstream_started=opened.started if opened else 0.0, first_byte_at=opened.first_byte_at if opened else 0.0,
+            upstream_ended=self._upstream_ended, usage_estimated=self._estimated)
+        try:
+            await self._gw.settler.settle(self._reservation, outcome)
+        except Exception:
+            log.exception("settling request %s failed", self._headers.get("x-request-id"))

@@ -1,0 +1,80 @@
+"""A client's HTTP request before it is a call: its id, and its body read within limits.
+
+The body must arrive within `server.body_timeout_s` (408) and stay under
+`server.max_body_bytes` (413). A client still sending an oversized body is read to its
+end (within bounds) before the 413 goes out, so that it can read the answer: closing on
+a sender leaves it a connection reset, which the openai SDK retries as a network error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from starlette.types import Receive
+
+from gateway.config import ServerConfig
+from gateway.errors import GatewayError
+from gateway.ids import new_id
+
+MAX_REQUEST_ID = 128
+DRAIN_FACTOR = 8  # an oversized body is read on to this many times the limit before the gateway gives up
+
+
+def request_id(given: str | None) -> str:
+    """The client's `x-request-id` when it is a fit label (visible ASCII, at most 128), else a new one."""
+    if given and len(given) <= MAX_REQUEST_ID and given.isascii() and given.isprintable() and " " not in given:
+        return given
+    return new_id()
+
+
+async def read_body(receive: Receive, declared: str | None, server: ServerConfig) -> bytes:
+    """The whole body; a 413 past `max_body_bytes`, a 408 past `body_timeout_s`, a 400 if the client left."""
+    limit = server.max_body_bytes
+    deadline = time.monotonic() + server.body_timeout_s
+    if declared and declared.isdigit() and int(declared) > limit:
+        await _drain(receive, deadline, 0, limit)
+        raise too_large(limit)
+    chunks = []
+    size = 0
+    try:
+        async with asyncio.timeout_at(_loop_time(deadline)):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise GatewayError(400, "the client closed the connection while sending the body")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    break
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise GatewayError(408, f"The request body did not arrive within {server.body_timeout_s:g} s.",
+                           code="request_timeout", headers={"connection": "close"}) from None
+    await _drain(receive, deadline, size, limit)
+    raise too_large(limit)
+
+
+def too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"The request body is larger than this gateway's limit of {limit} bytes.",
+                        code="request_too_large", headers={"connection": "close"})
+
+
+async def _drain(receive: Receive, deadline: float, size: int, limit: int) -> None:
+    """Read and drop the rest of a body, within the body's deadline and DRAIN_FACTOR x the limit."""
+    try:
+        async with asyncio.timeout_at(_loop_time(deadline)):
+            while size <= DRAIN_FACTOR * limit:
+                message = await receive()
+                size += len(message.get("body", b""))
+                if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        return
+
+
+def _loop_time(deadline: float) -> float:
+    """A time.monotonic() deadline on the event loop's clock."""
+    return asyncio.get_running_loop().time() + max(deadline - time.monotonic(), 0.0)
