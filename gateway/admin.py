@@ -7,6 +7,7 @@ import hmac
 import secrets
 import time
 from dataclasses import asdict
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -15,10 +16,14 @@ from starlette.routing import Route
 
 from gateway.accounting.periods import utc_periods
 from gateway.errors import GatewayError, bad_request
-from gateway.keys import hash_key, new_key
+from gateway.keys import bearer_token, hash_key, new_key
 from gateway.money import nano_to_usd
 from gateway.service import Gateway
 from gateway.store import KeyRecord, StoreUnavailable
+
+ADMIN_BODY_BYTES = 64 << 10
+MAX_NAME_CHARS = 200
+MAX_USAGE_DAYS = 400  # a report reads one hash per day
 
 
 def routes() -> list[Route]:
@@ -34,17 +39,16 @@ def routes() -> list[Route]:
 
 async def create_key(request: Request) -> Response:
     async def act(gw: Gateway) -> Response:
-        try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            raise bad_request("send a JSON object {\"team\": ..., \"name\": ...}") from None
-        team = body.get("team") if isinstance(body, dict) else None
-        if team not in gw.config.teams:
-            raise bad_request(f"no team named {team!r} (known: {', '.join(sorted(gw.config.teams))})",
+        body = await _json_body(request, ADMIN_BODY_BYTES)
+        team, name = body.get("team"), body.get("name", "")
+        if not isinstance(team, str) or team not in gw.config.teams:
+            raise bad_request(f"'team' must name a team (known: {', '.join(sorted(gw.config.teams))})",
                               param="team")
+        if not isinstance(name, str) or len(name) > MAX_NAME_CHARS:
+            raise bad_request(f"'name' must be a string of at most {MAX_NAME_CHARS} characters", param="name")
         key = new_key()
         record = KeyRecord(key_id="key_" + secrets.token_hex(8), key_hash=hash_key(key), team=team,
-                           name=str(body.get("name") or ""), created_ms=int(time.time() * 1000))
+                           name=name, created_ms=int(time.time() * 1000))
         await gw.store.add_key(record)
         gw.keys.remember(record)
         return _json({**_public(record), "key": key}, 201)
@@ -76,6 +80,9 @@ async def usage(request: Request) -> Response:
         today, _ = utc_periods()
         first = _day(request.query_params.get("from") or today[:8] + "01", "from")
         last = _day(request.query_params.get("to") or today, "to")
+        span = (dt.date.fromisoformat(last) - dt.date.fromisoformat(first)).days + 1
+        if not 1 <= span <= MAX_USAGE_DAYS:
+            raise bad_request(f"'from' to 'to' must be 1 to {MAX_USAGE_DAYS} days, in order; got {span}", param="to")
         days = await gw.store.usage(team, first, last)
         return _json(usage_report(team, first, last, days))
     return await _guarded(request, act)
@@ -114,18 +121,33 @@ def _day(value: str, param: str) -> str:
     try:
         return dt.date.fromisoformat(value).isoformat()
     except ValueError:
-        raise bad_request(f"'{param}' must be a date YYYY-MM-DD, got {value!r}", param=param) from None
+        raise bad_request(f"'{param}' must be a date YYYY-MM-DD, got {value[:40]!r}", param=param) from None
+
+
+async def _json_body(request: Request, limit: int) -> dict[str, Any]:
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise GatewayError(413, f"an admin request body is at most {limit} bytes", code="request_too_large")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise bad_request("send a JSON object {\"team\": ..., \"name\": ...}")
+    return body
 
 
 async def _guarded(request: Request, act) -> Response:
     gw: Gateway = request.app.state.gateway
     admin_key = gw.config.server.admin_key
-    given = request.headers.get("authorization", "")[7:].strip()
+    given = bearer_token(request.headers.get("authorization")) or ""
     try:
         if not admin_key:
             raise GatewayError(403, "the admin API is off: set server.admin_key to turn it on",
                                type="permission_error", code="admin_disabled")
-        if not hmac.compare_digest(given.encode(), admin_key.encode()):
+        if not given or not hmac.compare_digest(given.encode(), admin_key.encode()):
             raise GatewayError(401, "the admin API needs 'Authorization: Bearer <server.admin_key>'",
                                code="invalid_api_key")
         return await act(gw)

@@ -20,6 +20,7 @@ from gateway import admin
 from gateway.config import Config, load_config
 from gateway.errors import GatewayError
 from gateway.proxy import find_model, proxy
+from gateway.server import GatewayProtocol
 from gateway.service import Gateway
 
 log = logging.getLogger("gateway")
@@ -92,6 +93,7 @@ def create_app(config: Config, gateway: Gateway | None = None) -> GatewayApp:
 def app_from_env() -> GatewayApp:
     """Factory for uvicorn workers: each loads the config file named in $GATEWAY_CONFIG."""
     config = load_config(os.environ[CONFIG_ENV])
+    GatewayProtocol.configure(config.server)
     return create_app(config)
 
 

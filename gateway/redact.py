@@ -11,18 +11,25 @@ import re
 from urllib.parse import urlsplit, urlunsplit
 
 REDACTED = "[redacted]"
-_SECRETS = re.compile(
+_KEYS = re.compile(
     r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{6,}"  # OpenAI-style keys, this gateway's sk-gw-... included
     r"|\bBearer\s+[^\s,;\"']+"  # an Authorization value
-    r"|\b(?:api[_-]?key|token|secret|password|passwd|authorization)\b\s*[=:]\s*[\"']?[^\s,;\"'&]+"
-    r"|\b[a-z][a-z0-9+.-]*://[^\s\"'<>]+"  # a URL: its host, path and query say too much
+    r"|\b(?:api[_-]?key|token|secret|password|passwd|authorization)\b\s*[=:]\s*[\"']?[^\s,;\"'&]+",
+    re.IGNORECASE)
+_PLACES = re.compile(
+    r"\b[a-z][a-z0-9+.-]*://[^\s\"'<>]+"  # a URL: its host, path and query say too much
     r"|\b(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?\b",  # an IPv4 address, with its port
     re.IGNORECASE)
 
 
+def scrub_keys(text: str) -> str:
+    """`text` without anything that looks like a key or a token."""
+    return _KEYS.sub(REDACTED, text)
+
+
 def scrub(text: str, hosts: tuple[str, ...] = ()) -> str:
     """`text` without anything that looks like a key, a token, a URL, an address, or one of `hosts`."""
-    text = _SECRETS.sub(REDACTED, text)
+    text = _PLACES.sub(REDACTED, _KEYS.sub(REDACTED, text))
     for host in hosts:
         if host:
             text = re.sub(rf"\b{re.escape(host)}(?::\d{{1,5}})?\b", REDACTED, text, flags=re.IGNORECASE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -28,13 +29,14 @@ class GatewayProcess:
     """`python -m gateway serve` on a config dict, started and stopped by the test."""
 
     def __init__(self, config: dict[str, Any], *, workers: int = 1, env: dict[str, str] | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, max_open_files: int | None = None) -> None:
         self.port = port or free_port()
         server = dict(config.get("server") or {})
         server.update({"host": "127.0.0.1", "port": self.port})
         self.config = {**config, "server": server}
         self.workers = workers
         self.env = env or {}
+        self.max_open_files = max_open_files  # the process's hard limit too, as on a host that sets one
         self._dir = tempfile.TemporaryDirectory(prefix="gateway-test-")
         self.config_path = Path(self._dir.name) / "config.yaml"
         self.log_path = Path(self._dir.name) / "gateway.log"
@@ -57,7 +59,8 @@ class GatewayProcess:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--config", str(self.config_path),
              "--workers", str(self.workers)],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=self._limit_files if self.max_open_files else None)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -70,6 +73,23 @@ class GatewayProcess:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"gateway did not answer /healthz within {timeout_s} s:\n{self.log()}")
+
+    def _limit_files(self) -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_open_files, self.max_open_files))
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    def signal(self, signum: int) -> None:
+        """Send `signum` to the gateway (and its workers, who share its process group)."""
+        assert self._process is not None
+        os.killpg(self._process.pid, signum)
+
+    def wait(self, timeout_s: float) -> int:
+        assert self._process is not None
+        return self._process.wait(timeout_s)
 
     def stop(self) -> None:
         if self._process and self._process.poll() is None:

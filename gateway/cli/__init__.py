@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.cli import endpoints as cli_endpoints
 from gateway.config import Config, ConfigError, load_config
+from gateway.redact import masked
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
 def serve_command(args: Any) -> int:
     import uvicorn
 
+    from gateway.server import raise_open_files_limit
+
     config = load_config(args.config)
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -76,9 +79,12 @@ def serve_command(args: Any) -> int:
     os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
     if workers > 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         _prepare_multiprocess_metrics()
-    uvicorn.run("gateway.app:app_from_env", factory=True, host=args.host or config.server.host,
-                port=args.port or config.server.port, workers=workers, loop="uvloop", http="httptools",
-                log_level=config.server.log_level, access_log=args.access_log, timeout_graceful_shutdown=10)
+    raise_open_files_limit()
+    server = config.server
+    uvicorn.run("gateway.app:app_from_env", factory=True, host=args.host or server.host,
+                port=args.port or server.port, workers=workers, loop="uvloop", http="gateway.server:GatewayProtocol",
+                log_level=server.log_level, access_log=args.access_log, timeout_keep_alive=server.keepalive_timeout_s,
+                timeout_graceful_shutdown=server.shutdown_grace_s)
     return 0
 
 
@@ -92,7 +98,7 @@ def check_command(path: str) -> int:
 
 def describe(config: Config) -> str:
     lines = [f"ok: {len(config.providers)} providers, {len(config.models)} models, {len(config.teams)} teams; "
-             f"store {config.store.url.split('@')[-1]}"]
+             f"store {masked(config.store.url)}"]
     for name, model in config.models.items():
         lines.append(f"  {name}: " + ", ".join(f"{r.provider}:{r.model}" for r in model.routes))
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from typing import Annotated, Any, ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -21,6 +22,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from gateway.money import MAX_NANO, usd_to_nano
+from gateway.redact import masked
 
 PROBLEM = "config_problem"
 
@@ -114,7 +116,10 @@ def _flag(value: Any) -> bool:
 def _url(value: str) -> str:
     url = value.rstrip("/")
     if not url.startswith(("http://", "https://")):
-        raise problem(f"{url!r} is not an http(s) URL")
+        raise problem(f"{masked(url)!r} is not an http(s) URL")
+    if "@" in urlsplit(url).netloc:
+        raise problem(f"{masked(url)!r} carries credentials, which would show wherever the URL does (logs, "
+                      "/admin/routes, metrics); give the key as api_key, or as a header under headers")
     return url
 
 

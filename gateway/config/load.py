@@ -15,6 +15,7 @@ from pydantic_core import ErrorDetails
 from gateway.config.env import substitute
 from gateway.config.fields import PROBLEM
 from gateway.config.schema import Config
+from gateway.redact import scrub_keys
 
 
 class ConfigError(ValueError):
@@ -52,7 +53,8 @@ def _config_error(error: ErrorDetails) -> ConfigError:
     at = ctx.get("at", "")
     if at:
         place = place + at if at.startswith("[") or not place else f"{place}.{at}"
-    return ConfigError(place or "config", ctx["problem"] if error["type"] == PROBLEM else _worded(error))
+    # A value quoted back may be a secret put in the wrong place (`port: ${API_KEY}`): keys are masked.
+    return ConfigError(place or "config", scrub_keys(ctx["problem"] if error["type"] == PROBLEM else _worded(error)))
 
 
 def _worded(error: ErrorDetails) -> str:

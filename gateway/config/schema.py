@@ -31,6 +31,7 @@ from gateway.config.fields import (
 )
 from gateway.config.providers import ProviderConfig
 from gateway.keys import hash_key
+from gateway.redact import masked
 from gateway.store import Limits
 
 STRATEGIES = ("balanced", "cost", "latency", "ordered")
@@ -42,7 +43,7 @@ def _store_url(url: str) -> str:
     if url.startswith("memory://"):
         return url
     if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise problem(f"unknown scheme in {url!r}; use memory:// or redis://host:6379/0")
+        raise problem(f"unknown scheme in {masked(url)!r}; use memory:// or redis://host:6379/0")
     parts = urlsplit(url)
     try:
         parts.port  # noqa: B018  (parsing it is the check)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gateway.config import ConfigError, load_config, parse_config
 from providers import PROFILES, Bounds
@@ -389,3 +390,57 @@ def test_a_limit_of_another_form_is_refused_with_the_forms_allowed(value: Any) -
     assert refusal({"providers": {"deepinfra": {"api_key": "k", "limits": {"temperature": value}}}}) == (
         "providers.deepinfra.limits.temperature: give [low, high] (null for open), true to accept any value, "
         "or false to drop")
+
+
+# --- values a hand-written check let through ---------------------------------------------------
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"teams": {"t": {"budget_usd": {"day": float("nan")}}}}, "teams.t.budget_usd.day: expected a finite number, got nan"),
+    ({"teams": {"t": {"budget_usd": {"month": float("inf")}}}},
+     "teams.t.budget_usd.month: expected a finite number, got inf"),
+    (yaml.safe_load("teams: {t: {budget_usd: {day: .nan}}}"), "teams.t.budget_usd.day: expected a finite number, got nan"),
+    (yaml.safe_load("teams: {t: {budget_usd: {month: .inf}}}"),
+     "teams.t.budget_usd.month: expected a finite number, got inf"),
+    ({"routing": {"latency": {"alpha": float("nan")}}}, "routing.latency.alpha: expected a finite number, got nan"),
+    ({"routing": {"circuit": {"error_ratio": "inf"}}}, "routing.circuit.error_ratio: expected a finite number, got 'inf'"),
+    ({"store": {"timeout_s": True}}, "store.timeout_s: expected a number, got True"),
+    ({"teams": {"t": {"budget_usd": {"day": 10_000_000}}}},
+     "teams.t.budget_usd.day: 1e+07 USD is more than the store keeps exactly (9,007,199 USD)"),
+])
+def test_numbers_that_are_not_finite_or_not_storable_are_refused_at_start(raw: dict[str, Any], message: str) -> None:
+    assert refusal(raw) == message
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("redis://cache/abc", "store.url: names database 'abc'; a Redis database is a number, as in redis://host:6379/0"),
+    ("redis://cache:6379/0?db=two",
+     "store.url: names database 'two'; a Redis database is a number, as in redis://host:6379/0"),
+    ("redis://cache:port/0", "store.url: the port of 'cache' is not a number; write redis://host:6379/0"),
+])
+def test_a_redis_url_serve_could_not_use_is_refused_by_check_config(url: str, message: str) -> None:
+    assert refusal({"store": {"url": url}}) == message
+
+
+@pytest.mark.parametrize("url", ["redis://cache:6379/3", "redis://cache:6379?db=3", "rediss://u:p@cache:6380/0",
+                                 "unix:///run/redis.sock?db=2", "redis://cache"])
+def test_redis_urls_of_every_documented_form_are_taken(url: str) -> None:
+    assert parse_config({"store": {"url": url}}, {}).store.url == url
+
+
+def test_a_base_url_with_credentials_is_refused_with_the_fix_and_without_echoing_the_password() -> None:
+    message = refusal({"providers": {"p": {"kind": "openai", "api_key": "k",
+                                           "base_url": "https://team:hunter2@api.example/v1"}}})
+    assert message.startswith("providers.p.base_url: 'https://team:[redacted]@api.example/v1' carries credentials")
+    assert "api_key" in message and "hunter2" not in message
+
+
+def test_a_config_error_never_quotes_a_key_put_in_the_wrong_place() -> None:
+    message = refusal({"server": {"port": "${ADMIN}"}}, env={"ADMIN": "sk-live-0123456789abcdef"})
+    assert "sk-live" not in message and message.startswith("server.port: expected a whole number")
+
+
+def test_check_config_shows_the_store_without_its_password() -> None:
+    from gateway.cli import describe
+
+    text = describe(parse_config({"store": {"url": "redis://gateway:hunter2@cache:6379/0"}}, {}))
+    assert "hunter2" not in text and "redis://gateway:[redacted]@cache:6379/0" in text
