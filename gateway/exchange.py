@@ -82,7 +82,13 @@ class Exchange:
             settlement.add_done_callback(lambda _: self._gw.inflight.leave())
             # Shielded: cancelled again here, the settlement still runs, and the shutdown waits for it.
             await asyncio.shield(settlement)
-        return error is not None and not isinstance(error, asyncio.CancelledError)
+        if isinstance(error, asyncio.CancelledError):
+            # The server's shutdown cancelled this request, and it is now answered and settled: done,
+            # not an error for the server to log.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        return error is not None
 
     async def run(self, routes: list[Candidate]) -> None:
         """Try the planned routes in order until one answers; never retry after the first byte."""

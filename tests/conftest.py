@@ -74,6 +74,11 @@ class RedisProcess:
                 pytest.fail(f"redis-server on port {self.port} did not start")
             time.sleep(0.05)
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
     def stop(self) -> None:
         if self._process is not None:
             self._process.terminate()

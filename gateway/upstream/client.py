@@ -7,6 +7,7 @@ not (measured: about 2,400 against 250 requests/s through the same proxy).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -140,6 +141,15 @@ class UpstreamClient:
         return first
 
 
+def loads_lenient(data: bytes) -> Any:
+    """JSON as upstreams write it: strict first (fast), then allowing NaN and Infinity, which some
+    servers put in a usage figure; the figure is then refused by the usage check, not the whole answer."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
 def _looks_like_sse(first: bytes) -> bool:
     """Whether bytes can begin an event stream: a field or a comment, or a prefix of one."""
     start = first.lstrip(b"\r\n\t ")[:6]
@@ -149,8 +159,8 @@ def _looks_like_sse(first: bytes) -> bool:
 def _answer(body: bytes, provider: str) -> dict[str, Any]:
     """A non-streamed body as JSON; a 200 that is HTML, truncated or not an object is no answer."""
     try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        doc = loads_lenient(body)
+    except ValueError:
         raise invalid_response(provider, f"not JSON ({len(body)} bytes"
                                f"{', starting ' + repr(body.lstrip()[:1].decode('latin-1')) if body else ''})") from None
     if not isinstance(doc, dict):

@@ -8,6 +8,7 @@ The upstream is untrusted: an event is bounded in size, and whatever an event ho
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -84,7 +85,10 @@ class StreamTap:
         try:
             doc = orjson.loads(payload)
         except orjson.JSONDecodeError:
-            return event + end
+            try:
+                doc = json.loads(payload)  # NaN or Infinity in a usage figure: read, then refused as usage
+            except ValueError:
+                return event + end
         if not isinstance(doc, dict):
             return event + end
         if self._is_dropped(doc):

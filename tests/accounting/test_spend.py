@@ -267,3 +267,57 @@ def test_usage_report_by_day_model_and_provider(fakes, redis_process):
     routes = report["days"][0]["by_route"]
     assert routes["m-openai|openai"]["requests"] == 2 and routes["m-deepinfra|deepinfra"]["requests"] == 1
     assert routes["m-deepinfra|deepinfra"]["provider_cost_nano"] == bill_nano(10, 8)
+
+
+def test_a_burst_on_a_small_budget_spends_it_nearly_all_with_retries_and_never_more(fakes, redis_process):
+    # Each request holds its worst case (prompt bound + 8 tokens) and costs far less: a burst finds
+    # the budget held by requests in flight long before it is spent. Those refusals say "retry in a
+    # second"; only a spent budget says insufficient_quota.
+    per_request = bill_nano(10, 8)
+    budget_nano = 100 * per_request
+    cfg = config(fakes, redis_process.url, budget_usd={"day": budget_nano / 1e9, "month": 100})
+    with GatewayProcess(cfg, workers=2) as gw:
+        async def one(client: httpx.AsyncClient) -> list[str]:
+            codes = []
+            for _ in range(20):
+                answer = await client.post(gw.base_url + "/chat/completions", headers={
+                    "authorization": f"Bearer {KEY}"}, json={
+                    "model": "m-openai", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 8})
+                code = "ok" if answer.status_code == 200 else answer.json()["error"]["code"]
+                codes.append(code)
+                if code != "budget_held_by_requests_in_flight":
+                    return codes
+                assert answer.headers["retry-after"] == "1"
+                await asyncio.sleep(0.05 * (1 + len(codes)))  # a client's own backoff, shorter than asked
+            return codes
+
+        async def burst() -> list[list[str]]:
+            limits = httpx.Limits(max_connections=50)
+            async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+                gate = asyncio.Semaphore(50)
+
+                async def gated() -> list[str]:
+                    async with gate:
+                        return await one(client)
+                return await asyncio.gather(*(gated() for _ in range(300)))
+
+        outcomes = asyncio.run(burst())
+        records = settled_records(redis_process.url, "alpha", sum(o[-1] == "ok" for o in outcomes))
+    spent = sum(r.cost_nano for r in records)
+    assert spent <= budget_nano
+    assert spent >= 0.95 * budget_nano, f"spent {spent} of {budget_nano}"
+    assert {o[-1] for o in outcomes} <= {"ok", "insufficient_quota"}
+    assert any("budget_held_by_requests_in_flight" in o for o in outcomes)
+
+
+def test_a_key_made_on_one_worker_works_on_every_worker_from_its_first_request(fakes, redis_process):
+    with GatewayProcess(config(fakes, redis_process.url), workers=2) as gw:
+        made = httpx.post(gw.url + "/admin/keys", json={"team": "alpha", "name": "new"},
+                          headers={"authorization": "Bearer admin-secret"}).json()["key"]
+        statuses = []
+        for _ in range(20):  # a new connection each: the two workers share the listening socket
+            with httpx.Client(timeout=10) as client:
+                statuses.append(client.post(gw.base_url + "/chat/completions", headers={
+                    "authorization": f"Bearer {made}"}, json={
+                    "model": "m-openai", "messages": [{"role": "user", "content": "hi"}]}).status_code)
+    assert statuses == [200] * 20

@@ -18,8 +18,8 @@ from gateway.accounting.periods import utc_periods
 from gateway.accounting.settlement import Outcome
 from gateway.accounting.usage import Usage
 from gateway.config import parse_config
-from gateway.ids import new_id
 from gateway.errors import GatewayError, upstream_error
+from gateway.ids import new_id
 from gateway.observability.gauges import StateGauges, endpoint_label
 from gateway.observability.metrics import UPSTREAM_REASONS, Metrics, failure_reason
 from gateway.routing import Router
