@@ -10,9 +10,11 @@ from collections import Counter
 from typing import Any
 
 import httpx
+import orjson
 import openai
 import pytest
 
+from gateway.call import read_call
 from tests.fakes import FakeProvider
 from tests.routing.support import gateway, posts, price, provider_entry, route_doc
 from tests.routing.vllm_servers import VllmServers
@@ -178,3 +180,35 @@ def test_a_killed_vllm_server_is_taken_out_of_the_pool_without_a_client_error(
     assert len(served) > killed_at + 5 and after["pool"] >= after["paid"]  # the pool kept serving
     assert [m["healthy"] for m in doc["endpoints"]] == [True, False]
     assert doc["available"] and doc["endpoints"][0]["usable"] and not doc["endpoints"][1]["usable"]
+
+
+PROMPT_SHAPES = {
+    "one short message": [{"role": "user", "content": "Hi"}],
+    "a conversation": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hello there"},
+                       {"role": "assistant", "content": "Hi."}, {"role": "user", "content": "And now?"}],
+    "developer and names": [{"role": "developer", "content": "Be brief.", "name": "ops"},
+                            {"role": "user", "content": "Go", "name": "alice"}],
+    "text parts": [{"role": "user", "content": [{"type": "text", "text": "Describe"},
+                                                {"type": "text", "text": "the gateway, please."}]}],
+    "multi-byte text": [{"role": "user", "content": "Grüße aus Köln — 你好，世界 — 🚀🚀🚀 ÿ"}],
+    "tool call and result": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {
+            "name": "weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny, 21C"}],
+    "long repeated text": [{"role": "user", "content": "the gateway routes requests " * 60}],
+    "empty content": [{"role": "user", "content": ""}, {"role": "assistant", "content": ""},
+                      {"role": "user", "content": "?"}],
+}
+
+
+@pytest.mark.parametrize("shape", sorted(PROMPT_SHAPES))
+def test_the_prompt_bound_is_never_below_what_a_real_vllm_counts(vllm_servers: VllmServers, shape: str) -> None:
+    server = vllm_servers.ensure()[0]
+    messages = PROMPT_SHAPES[shape]
+    body = {"model": "tiny", "messages": messages, "max_tokens": 1}
+    answer = httpx.post(server.base_url + "/chat/completions", json=body, timeout=60)
+    assert answer.status_code == 200, answer.text
+    counted = answer.json()["usage"]["prompt_tokens"]
+    bound = read_call(orjson.dumps(body), "chat").prompt_tokens_bound
+    assert bound >= counted, f"{shape}: the bound {bound} is below vLLM's count {counted}"
