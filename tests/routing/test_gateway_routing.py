@@ -205,8 +205,9 @@ def test_a_lone_route_cooling_down_is_still_asked_and_its_429_reaches_the_client
 
 
 def test_each_strategy_chooses_as_it_promises(fakes: Any) -> None:
-    cheap_slow = fakes("deepinfra", ttft_s=0.4)
-    mid = fakes("netmind", ttft_s=0.12)
+    # Far enough apart that one sample slowed by a loaded machine (a tenth of a second) changes no rank.
+    cheap_slow = fakes("deepinfra", ttft_s=0.5)
+    mid = fakes("netmind", ttft_s=0.25)
     dear_fast = fakes("openai", ttft_s=0.01)
     providers = {"cheap_slow": provider_entry(cheap_slow), "mid": provider_entry(mid),
                  "dear_fast": provider_entry(dear_fast)}
@@ -215,7 +216,7 @@ def test_each_strategy_chooses_as_it_promises(fakes: Any) -> None:
               {"provider": "mid", "model": "m", "price": price(0.1, 0.3)}]
     models = {f"m-{s}": {"strategy": s, "routes": routes} for s in ("cost", "latency", "balanced", "ordered")}
     # With 100 output tokens: cheap 5e-6 USD, mid 3e-5, dear 1.5e-3; at 0.001 USD a second,
-    # cheap's 0.4 s is worth 4e-4 and mid's 0.12 s 1.2e-4: balanced lands on mid, the best of both.
+    # cheap's 0.5 s is worth 5e-4 and mid's 0.25 s 2.5e-4: balanced lands on mid, the best of both.
     with gateway(providers, models, usd_per_second=0.001) as gw:
         served = {}
         for strategy in ("cost", "latency", "balanced", "ordered"):

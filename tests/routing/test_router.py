@@ -469,3 +469,27 @@ def test_describe_shows_every_route_with_its_signals_and_rank() -> None:
     assert docs["dear"]["endpoints"][0]["circuit"]["state"] == "open"
     assert docs["dear"]["endpoints"][0]["circuit"]["reopen_in_s"] == 10.0
     orjson.dumps(table)  # the admin API serves it as JSON
+
+
+def test_a_route_whose_context_window_the_request_cannot_fit_is_left_out() -> None:
+    routes = [{**ROUTES[2], "context_window": 2_000}, {**ROUTES[3], "context_window": 128_000}]
+    router, _ = make(routes, strategy="cost")
+    assert order(router, call(max_tokens=100)) == ["cheap", "mid"]
+    assert order(router, call(max_tokens=1_950)) == ["mid"]  # 100 prompt tokens (400 bytes / 4) + 1,950
+
+
+def test_no_route_with_room_for_the_request_is_a_400_naming_what_to_shorten() -> None:
+    routes = [{**ROUTES[2], "context_window": 2_000}, {**ROUTES[3], "context_window": 4_000}]
+    router, _ = make(routes)
+    with pytest.raises(GatewayError) as too_long:
+        order(router, call(max_tokens=8_000))
+    assert (too_long.value.status, too_long.value.code, too_long.value.param) == (
+        400, "context_length_exceeded", "max_tokens")
+    with pytest.raises(GatewayError) as long_prompt:
+        order(router, call(max_tokens=10, messages=[{"role": "user", "content": "x" * 40_000}]))
+    assert long_prompt.value.param == "messages" and "4000 tokens" in long_prompt.value.message
+
+
+def test_a_route_without_a_known_window_is_never_left_out() -> None:
+    router, _ = make([{**ROUTES[2], "context_window": 1_000}, ROUTES[3]], strategy="cost")
+    assert order(router, call(max_tokens=50_000)) == ["mid"]
