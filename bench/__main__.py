@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--hold-streams", type=int, help="streams held at once by one worker")
     run.add_argument("--soak-requests", type=int, help="requests of the memory-growth soak")
     run.add_argument("--out", type=Path, help="directory for logs, results.json, report.md, latency.png")
+    run.add_argument("--publish", action="store_true", help="write bench/RESULTS.md and latency.png from this run")
+
+    publish = commands.add_parser("publish", help="write bench/RESULTS.md from one run's directory")
+    publish.add_argument("run_dir", type=Path)
 
     report = commands.add_parser("report", help="print the tables of a results.json again")
     report.add_argument("results", type=Path)
@@ -54,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "publish":
+            from bench.publish import publish
+
+            print(f"wrote {publish(args.run_dir)}")
+            return 0
         if args.command == "report":
             from bench.report import render
 
@@ -93,6 +102,10 @@ def _run(args: argparse.Namespace) -> int:
     (directory / "report.md").write_text(text)
     print(text)
     print(f"results: {directory / 'results.json'}\nplot: {png}\nrun took {results['seconds']:.0f} s")
+    if args.publish:
+        from bench.publish import publish
+
+        print(f"wrote {publish(directory)}")
     missed = [t for t, _, ok in targets(results) if ok is False]
     if missed and not args.smoke:
         print("targets missed: " + "; ".join(missed))

@@ -59,3 +59,11 @@ def test_smoke_run_measures_every_path_without_a_failed_request(tmp_path: Path) 
     assert accounting["settled_in_redis"] >= accounting["answered_by_wrk_and_hey"] > 0
     assert (out / "latency.png").stat().st_size > 10_000
     assert "| gateway |" in run.stdout and "**Targets**" in run.stdout
+
+    # Published, the file is the run's own tables under a method filled from the run's settings.
+    from bench.publish import publish
+    from bench.report import render
+
+    written = publish(out, out_dir=tmp_path).read_text()
+    assert render(results) in written and f"`wrk -t1 -c{results['settings']['connections']}`" in written
+    assert (tmp_path / "latency.png").exists()
