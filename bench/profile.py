@@ -27,18 +27,18 @@ from bench.usage import cpu_seconds
 # (step, function name, file fragment); the deepest frame that matches names the step.
 STEPS: tuple[tuple[str, str, str], ...] = (
     ("auth: key hash and lookup", "authenticate", "gateway/auth.py"),
-    ("body read (Starlette request stream)", "read_body", "gateway/proxy.py"),
+    ("body read (ASGI receive, limits)", "read_body", "gateway/request.py"),
     ("parse and validate the body", "read_call", "gateway/call.py"),
     ("model lookup and route plan", "find_model", "gateway/proxy.py"),
     ("model lookup and route plan", "plan", "gateway/routing/"),
-    ("admission: quota script (client side)", "admit", "gateway/admission.py"),
-    ("adapt: upstream body", "upstream_body", "gateway/adapt.py"),
+    ("admission: quota script (client side)", "admit", "gateway/accounting/admission.py"),
+    ("adapt: upstream body", "upstream_body", "gateway/upstream/adapt.py"),
     ("router bookkeeping (begin, opened, end)", "begin", "gateway/routing/"),
-    ("router bookkeeping (begin, opened, end)", "opened", "gateway/routing/"),
-    ("router bookkeeping (begin, opened, end)", "end", "gateway/routing/"),
-    ("upstream request (aiohttp, awaited)", "open", "gateway/upstream.py"),
-    ("response: usage parse, Response object", "_respond", "gateway/proxy.py"),
-    ("settlement: usage script (client side)", "settle", "gateway/settlement.py"),
+    ("router bookkeeping (begin, opened, end)", "answered", "gateway/routing/"),
+    ("router bookkeeping (begin, opened, end)", "finished", "gateway/routing/"),
+    ("upstream request (aiohttp, awaited)", "open", "gateway/upstream/client.py"),
+    ("response: usage check, send", "_respond", "gateway/exchange.py"),
+    ("settlement: usage script (client side)", "settle", "gateway/accounting/settlement.py"),
     ("metrics (prometheus_client)", "", "prometheus_client/"),
 )
 # Outside every step: the deepest frame from one of these libraries names the cost.
@@ -51,10 +51,10 @@ LIBRARIES: tuple[tuple[str, str], ...] = (
     ("gateway, in callbacks", "gateway/"),
     ("asyncio (tasks, timeouts, streams)", "asyncio/"),
 )
-GLUE = "request path glue (gateway/proxy.py and co.)"
+GLUE = "request path glue (gateway/proxy.py, exchange.py and co.)"
 LOOP = "event loop (uvloop: epoll, socket I/O, callbacks)"
 # Frames under which every sample of a worker sits: start-up, the server, the loop runner.
-_ROOTS = ("<frozen runpy>", "gateway/__main__.py", "gateway/cli.py", "uvicorn/main.py", "uvicorn/server.py",
+_ROOTS = ("<frozen runpy>", "gateway/__main__.py", "gateway/cli/", "uvicorn/main.py", "uvicorn/server.py",
           "uvicorn/_compat.py", "uvicorn/_subprocess.py", "uvicorn/supervisors/", "asyncio/runners.py",
           "multiprocessing/", "uvloop/__init__.py", "<string>")
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")

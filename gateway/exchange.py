@@ -3,8 +3,9 @@
 The exchange owns what the request holds: the reservation, settled exactly once when the
 exchange closes, and the current attempt's router slot, given back exactly once. `async
 with` closes it however the block ends: an answer, an upstream error, a client gone, an
-exception, a cancellation at shutdown. Until its settlement is done it is counted in
-`Gateway.inflight`, so that a shutdown waits for it before the store is closed.
+exception, a cancellation at shutdown. Until its settlement is done (or handed to the
+outbox) it is counted in `Gateway.inflight`, so that a shutdown waits for it before the
+store is closed.
 """
 
 from __future__ import annotations
@@ -78,10 +79,12 @@ class Exchange:
         finally:
             if self._attempt is not None:
                 self._attempt.abandon()
-            settlement = asyncio.ensure_future(self._settle())
-            settlement.add_done_callback(lambda _: self._gw.inflight.leave())
-            # Shielded: cancelled again here, the settlement still runs, and the shutdown waits for it.
-            await asyncio.shield(settlement)
+            try:
+                # Cancelled again while settling, the settlement goes to the outbox (it is
+                # idempotent), which the shutdown flushes before it closes the store.
+                await self._settle()
+            finally:
+                self._gw.inflight.leave()
         if isinstance(error, asyncio.CancelledError):
             # The server's shutdown cancelled this request, and it is now answered and settled: done,
             # not an error for the server to log.

@@ -1,13 +1,16 @@
 """uvicorn's HTTP protocol with what a public endpoint needs and uvicorn does not give.
 
 uvicorn bounds an idle keep-alive connection (`timeout_keep_alive`), but not a new
-connection that sends nothing, nor a request head that arrives a byte at a time: a
-slowloris crowd holds them for ever, until the worker runs out of file descriptors and
+connection that sends nothing, nor a request head or body that arrives a byte at a time:
+a slowloris crowd holds them for ever, until the worker runs out of file descriptors and
 real clients cannot connect. Here a request's head must arrive within
-`server.header_timeout_s` (else 408 and close), and a worker holds at most
-`server.max_connections` connections: at the cap, the connection that has waited
-longest for a request head gives its place to the new one (a busy connection never
-does); when every connection is busy, the new one is closed at once.
+`server.header_timeout_s` and its body within `server.body_timeout_s` after it (else 408
+and close), and a worker holds at most `server.max_connections` connections: at the cap,
+the connection that has waited longest for a request head gives its place to the new one
+(a busy connection never does); when every connection is busy, the new one is closed.
+
+The deadlines cost no timer per request: one sweep per worker, a few times a second,
+closes the connections past theirs.
 """
 
 from __future__ import annotations
@@ -21,22 +24,31 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from gateway.config import ServerConfig
 
 log = logging.getLogger("gateway.server")
-REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                   b"content-length: %d\r\n\r\n%s")
+_TIMEOUT_BODY = (b'{"error":{"message":"The request did not arrive in time.","type":"invalid_request_error",'
+                 b'"param":null,"code":"request_timeout"}}')
+MAX_SWEEP_S = 0.5
 
 
 class GatewayProtocol(HttpToolsProtocol):
     header_timeout_s = 10.0
+    body_timeout_s = 30.0
     max_connections = 4096
+    _sweep: asyncio.TimerHandle | None = None  # one per worker, shared by its connections
 
     @classmethod
     def configure(cls, server: ServerConfig) -> None:
         """This worker's limits, from the config its app was built from."""
         cls.header_timeout_s = server.header_timeout_s
+        cls.body_timeout_s = server.body_timeout_s
         cls.max_connections = server.max_connections
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self._head_timer: asyncio.TimerHandle | None = None
-        self.waiting_since: float | None = None  # when it began waiting for a request head; None while busy
+        # Both are loop times; None while not waiting. `due` is when this connection is closed
+        # unless what it waits for arrives.
+        self.waiting_since: float | None = None  # for a request head (new, or idle between requests)
+        self.due: float | None = None
         self._refused = False
         if len(self.connections) >= self.max_connections and not self._make_room():
             self._refused = True
@@ -44,22 +56,25 @@ class GatewayProtocol(HttpToolsProtocol):
             return
         super().connection_made(transport)
         self._await_head()
+        self._schedule_sweep()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._refused:
-            return
-        self._cancel_head_timer()
-        super().connection_lost(exc)
+        if not self._refused:
+            super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._head_timer is None:  # a keep-alive connection's next request
+        if self.due is None:  # a keep-alive connection's next request
             self._await_head()
 
     def on_headers_complete(self) -> None:
-        self._cancel_head_timer()
         self.waiting_since = None
+        self.due = self.loop.time() + self.body_timeout_s  # the body's turn
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self.due = None
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -67,19 +82,33 @@ class GatewayProtocol(HttpToolsProtocol):
             self.waiting_since = self.loop.time()  # idle between requests: the first to go at the cap
 
     def _await_head(self) -> None:
-        self.waiting_since = self.waiting_since or self.loop.time()
-        self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_too_slow)
+        now = self.loop.time()
+        self.waiting_since = self.waiting_since or now
+        self.due = now + self.header_timeout_s
 
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+    def _too_late(self) -> None:
+        self.due = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or not self.cycle.response_started:
+            self.transport.write(REQUEST_TIMEOUT % (len(_TIMEOUT_BODY), _TIMEOUT_BODY))
+        self.transport.close()
 
-    def _head_too_slow(self) -> None:
-        self._head_timer = None
-        if not self.transport.is_closing():
-            self.transport.write(REQUEST_TIMEOUT)
-            self.transport.close()
+    def _schedule_sweep(self) -> None:
+        cls = type(self)
+        if cls._sweep is None:
+            interval = min(MAX_SWEEP_S, self.header_timeout_s / 4, self.body_timeout_s / 4)
+            cls._sweep = self.loop.call_later(interval, self._sweep_connections, interval)
+
+    def _sweep_connections(self, interval: float) -> None:
+        cls = type(self)
+        cls._sweep = None
+        now = self.loop.time()
+        for connection in list(self.connections):
+            if isinstance(connection, GatewayProtocol) and connection.due is not None and connection.due <= now:
+                connection._too_late()
+        if self.connections:
+            cls._sweep = self.loop.call_later(interval, self._sweep_connections, interval)
 
     def _make_room(self) -> bool:
         """Close the connection that has waited longest for a request head; False when all are busy."""

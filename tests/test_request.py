@@ -56,12 +56,6 @@ async def test_a_body_past_the_limit_is_a_413_after_the_rest_was_read() -> None:
     assert (await receive())["type"] == "http.disconnect"  # nothing left unread
 
 
-async def test_a_body_that_does_not_arrive_in_time_is_a_408() -> None:
-    with pytest.raises(GatewayError) as caught:
-        await read_body(receiving(b"{", b"}", delay_s=0.3), None, ServerConfig(body_timeout_s=0.4))
-    assert (caught.value.status, caught.value.code) == (408, "request_timeout")
-
-
 async def test_a_client_gone_while_sending_is_a_400() -> None:
     async def receive() -> dict:
         return {"type": "http.disconnect"}

@@ -6,6 +6,7 @@ an exception, a shutdown): `gateway.exchange` sees to that.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -85,12 +86,16 @@ class Settler:
             await self._store.settle(reservation.id, record, ttl_s)
         except StoreUnavailable:
             self._outbox.settle(reservation.id, record, ttl_s)
+        except asyncio.CancelledError:  # the answer is lost, not the settlement: it may have run, or not
+            self._outbox.settle(reservation.id, record, ttl_s)
+            raise
         except Exception:  # a bug: the request is answered already; what it held must still go back
             log.exception("settling reservation %s failed; unrecorded usage: %s", reservation.id, record)
             self._outbox.release(record.team, reservation.id, ttl_s)
-        for observe in self.observers:
-            try:
-                observe(outcome, record)
-            except Exception:  # runs after the response: a failure here must not reach the client
-                log.exception("a settlement observer failed")
+        finally:
+            for observe in self.observers:
+                try:
+                    observe(outcome, record)
+                except Exception:  # runs after the response: a failure here must not reach the client
+                    log.exception("a settlement observer failed")
         return record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import date, datetime, timezone
 
@@ -16,12 +17,14 @@ HELD_RETRY_MS = 1_000
 ROUTE_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "cost_nano", "provider_cost_nano")
 
 
+@functools.lru_cache(maxsize=64)
 def next_day_ms(day: str) -> int:
     """Epoch milliseconds of the UTC midnight that ends `day` ("YYYY-MM-DD")."""
     start = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=timezone.utc)
     return int(start.timestamp()) * 1000 + 86_400_000
 
 
+@functools.lru_cache(maxsize=64)
 def next_month_ms(month: str) -> int:
     """Epoch milliseconds of the UTC instant that ends `month` ("YYYY-MM")."""
     year, number = (int(part) for part in month.split("-"))

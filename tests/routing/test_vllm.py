@@ -10,8 +10,8 @@ from collections import Counter
 from typing import Any
 
 import httpx
-import orjson
 import openai
+import orjson
 import pytest
 
 from gateway.call import read_call
