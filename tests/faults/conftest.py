@@ -103,7 +103,8 @@ class Invariants:
         return {r.request_id: r for r in self.record_list()}
 
     def worker_rss_mb(self) -> list[float]:
-        """Resident memory of the gateway's processes (the supervisor and its workers), in MB."""
+        """Peak resident memory of the gateway's processes (the supervisor and its workers), in MB: a
+        body held for a moment, then freed, still shows."""
         found = []
         for status in Path("/proc").glob("[0-9]*/status"):
             try:
@@ -111,7 +112,7 @@ class Invariants:
             except OSError:
                 continue  # gone meanwhile
             if int(fields["PPid"]) == self.gw.pid or int(fields["Pid"]) == self.gw.pid:
-                found.append(int(fields.get("VmRSS", "0 kB").split()[0]) / 1024)
+                found.append(int(fields.get("VmHWM", "0 kB").split()[0]) / 1024)
         return found
 
     def hold(self, timeout_s: float = 10.0) -> None:
