@@ -27,10 +27,10 @@ from tests.dedicated.conftest import (
     per_token_entry,
     posts,
     price,
-    wait_for,
 )
 from tests.dedicated.fake_control_plane import RTX_4090, FakeControlPlane
 from tests.gateway_process import ROOT, GatewayProcess
+from tests.waiting import wait_until
 
 
 def service_doc(gw: GatewayProcess, provider: str = "nd") -> dict[str, Any]:
@@ -76,7 +76,7 @@ def test_a_service_created_from_the_cli_becomes_a_route_once_available(control_p
         assert posts(service) == 0
 
         control_plane.ready_in(service_id, 0.2)
-        wait_for(lambda: service_doc(gw)["takes_traffic"], 5, "the service to become a route")
+        wait_until(lambda: service_doc(gw)["takes_traffic"], 5, "the service to become a route")
         assert [ask(gw) for _ in range(3)] == ["nd"] * 3
         assert posts(service) == 3
         assert service.requests[-1].headers["authorization"] == "Bearer sk-fake"  # the inference key, not the token
@@ -92,7 +92,7 @@ async def test_traffic_goes_to_the_service_first_and_spills_over_when_it_is_full
                  "ptok": per_token_entry(per_token)}
     routes = [{"provider": "ptok", "model": MODEL, "price": price(0.1, 0.2)}, {"provider": "nd", "model": MODEL}]
     with GatewayProcess(gateway_config(providers, routes)) as gw:
-        wait_for(lambda: service_doc(gw)["takes_traffic"], 5, "the service to become a route")
+        wait_until(lambda: service_doc(gw)["takes_traffic"], 5, "the service to become a route")
         assert await burst(gw, 6) == {"nd": 2, "ptok": 4}  # two fit in one instance; the rest per token
         assert [ask(gw) for _ in range(2)] == ["nd"] * 2  # room again: first again
 
@@ -131,7 +131,7 @@ def test_a_stopped_or_unavailable_service_takes_no_traffic(control_plane: FakeCo
         target = ["--control-url", control_plane.url, "--token", control_plane.token]
         assert cli.main(["endpoints", "scale", stopped_id, "1", *target]) == 0
         assert "target 1 instances; now initializing" in capsys.readouterr().out
-        wait_for(lambda: admin(gw, "/admin/endpoints")["stopped"]["services"][0]["takes_traffic"], 5,
+        wait_until(lambda: admin(gw, "/admin/endpoints")["stopped"]["services"][0]["takes_traffic"], 5,
                  "the restarted service to become a route")
         assert [ask(gw) for _ in range(3)] == ["stopped"] * 3
         assert posts(broken) == 0
@@ -159,15 +159,15 @@ def test_autoscaler_scales_up_under_sustained_spill_over_and_down_when_idle(cont
         for thread in load:
             thread.start()
         try:
-            wait_for(lambda: control_plane.puts(service_id), 6, "a scale-up under sustained spill-over")
+            wait_until(lambda: control_plane.puts(service_id), 6, "a scale-up under sustained spill-over")
         finally:
             stop.set()
             for thread in load:
                 thread.join()
         assert control_plane.puts(service_id)[0] == {"resource_metadata": {"target_instance_number": 2}}
-        wait_for(lambda: service_doc(gw)["capacity"] == 2, 2, "the new capacity")
+        wait_until(lambda: service_doc(gw)["capacity"] == 2, 2, "the new capacity")
 
-        wait_for(lambda: control_plane.status(service_id) == "stopped", 10, "scaling down to stopped when idle")
+        wait_until(lambda: control_plane.status(service_id) == "stopped", 10, "scaling down to stopped when idle")
         assert [put["resource_metadata"]["target_instance_number"] for put in control_plane.puts(service_id)] \
             == [2, 1, 0]
         view = admin(gw, "/admin/endpoints")["nd"]
@@ -176,7 +176,7 @@ def test_autoscaler_scales_up_under_sustained_spill_over_and_down_when_idle(cont
         assert actions == [("up", 1, 2, "spillover_cost", "applied"), ("down", 2, 1, "idle", "applied"),
                            ("down", 1, 0, "idle", "applied")]
         assert "more than an instance at $0.3000/h" in view["autoscale"]["actions"][0]["detail"]
-        wait_for(lambda: not service_doc(gw)["takes_traffic"], 2, "the stopped service to leave routing")
+        wait_until(lambda: not service_doc(gw)["takes_traffic"], 2, "the stopped service to leave routing")
         metrics = httpx.get(gw.url + "/metrics").text
         for action, reason, count in (("up", "spillover_cost", 1), ("down", "idle", 2)):
             assert (f'gateway_dedicated_scaling_decisions_total{{action="{action}",mode="applied",provider="nd",'

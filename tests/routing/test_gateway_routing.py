@@ -147,14 +147,14 @@ def test_circuit_opens_after_consecutive_failures_and_half_opens_after_cooldown(
         assert ask(gw) == ("backup", 1) and posts(primary) == 3  # open: not even tried
 
         wait_until(lambda: route_doc(gw, "m", "primary")["available"], COOLDOWN_S + 5, "the cool-down's end")
-        assert time.monotonic() - opened >= COOLDOWN_S
+        assert time.monotonic() - opened >= COOLDOWN_S - 0.2  # opened a moment before this test saw it
         assert ask(gw) == ("backup", 2)  # the probe met the 4th failure: open again
         reopened = time.monotonic()
         assert posts(primary) == 4 and route_doc(gw, "m", "primary")["endpoints"][0]["circuit"]["state"] == "open"
         assert ask(gw) == ("backup", 1)
 
         wait_until(lambda: route_doc(gw, "m", "primary")["available"], COOLDOWN_S + 5, "the cool-down's end")
-        assert time.monotonic() - reopened >= COOLDOWN_S
+        assert time.monotonic() - reopened >= COOLDOWN_S - 0.2
         assert ask(gw) == ("primary", 1)  # the probe passed: closed
         assert route_doc(gw, "m", "primary")["endpoints"][0]["circuit"]["state"] == "closed"
         assert [ask(gw)[0] for _ in range(3)] == ["primary"] * 3
