@@ -18,13 +18,7 @@ from pathlib import Path
 from bench import payloads
 from bench.processes import free_port
 from bench.saturation import run_wrk, write_script
-from bench.stack import (
-    GatewayService,
-    bench_teams,
-    gateway_config,
-    start_nginx_upstream,
-    start_redis,
-)
+from bench.stack import GatewayService, bench_teams, gateway_config, start_nginx_upstream, start_redis
 
 
 def main() -> None:

@@ -19,13 +19,7 @@ from starlette.types import Receive, Send
 
 from gateway.accounting.admission import Reservation
 from gateway.accounting.settlement import Outcome
-from gateway.accounting.usage import (
-    InvalidUsage,
-    Usage,
-    estimate,
-    output_bytes,
-    usage_from_doc,
-)
+from gateway.accounting.usage import InvalidUsage, Usage, estimate, output_bytes, usage_from_doc
 from gateway.auth import Identity
 from gateway.call import Call
 from gateway.config import ModelConfig

@@ -1,14 +1,6 @@
 """Profiles of the upstream kinds the gateway speaks to, by `kind` name."""
 
-from providers import (
-    deepinfra,
-    deeptrin,
-    netmind,
-    netmind_dedicated,
-    novita,
-    openai,
-    vllm,
-)
+from providers import deepinfra, deeptrin, netmind, netmind_dedicated, novita, openai, vllm
 from providers.profile import ANY, Bounds, Profile
 
 PROFILES: dict[str, Profile] = {

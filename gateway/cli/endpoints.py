@@ -22,14 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config import DedicatedConfig, ServiceSpec, load_config
-from gateway.dedicated.client import (
-    AVAILABLE,
-    UNAVAILABLE,
-    ControlPlane,
-    ControlPlaneError,
-    Flavor,
-    Service,
-)
+from gateway.dedicated.client import AVAILABLE, UNAVAILABLE, ControlPlane, ControlPlaneError, Flavor, Service
 from gateway.money import nano_to_usd
 from providers import netmind_dedicated
 

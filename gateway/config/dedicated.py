@@ -9,18 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, field_validator, model_validator
 
-from gateway.config.fields import (
-    Flag,
-    Seconds,
-    Section,
-    Text,
-    Url,
-    Usd,
-    Whole,
-    in_range,
-    nano,
-    problem,
-)
+from gateway.config.fields import Flag, Seconds, Section, Text, Url, Usd, Whole, in_range, nano, problem
 from providers import netmind_dedicated
 
 

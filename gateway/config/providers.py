@@ -9,18 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, field_validator
 
 from gateway.config.dedicated import DedicatedConfig
-from gateway.config.fields import (
-    Seconds,
-    Section,
-    Text,
-    Url,
-    Usd,
-    Whole,
-    _number,
-    in_range,
-    nano,
-    problem,
-)
+from gateway.config.fields import Seconds, Section, Text, Url, Usd, Whole, _number, in_range, nano, problem
 from providers import PROFILES, Bounds, Profile, netmind_dedicated
 
 _LIMIT_FORMS = "give [low, high] (null for open), true to accept any value, or false to drop"

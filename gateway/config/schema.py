@@ -10,25 +10,9 @@ from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import (
-    AfterValidator,
-    BeforeValidator,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
-from gateway.config.fields import (
-    Number,
-    Seconds,
-    Section,
-    Text,
-    Usd,
-    Whole,
-    in_range,
-    nano,
-    problem,
-)
+from gateway.config.fields import Number, Seconds, Section, Text, Usd, Whole, in_range, nano, problem
 from gateway.config.providers import ProviderConfig
 from gateway.keys import hash_key
 from gateway.redact import masked

@@ -25,13 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from gateway.config import AutoscaleConfig, ProviderConfig
-from gateway.dedicated.client import (
-    AVAILABLE,
-    INITIALIZING,
-    STOPPED,
-    ControlPlane,
-    ControlPlaneError,
-)
+from gateway.dedicated.client import AVAILABLE, INITIALIZING, STOPPED, ControlPlane, ControlPlaneError
 from gateway.dedicated.cost import Ledger
 from gateway.dedicated.metrics import DedicatedMetrics
 from gateway.dedicated.watcher import ServiceState, Watcher

@@ -7,16 +7,7 @@ from typing import Any, Awaitable, TypeVar
 
 from prometheus_client import Counter, Histogram
 
-from gateway.store import (
-    Admission,
-    DailyUsage,
-    Hold,
-    KeyRecord,
-    Limits,
-    Store,
-    StoreUnavailable,
-    UsageRecord,
-)
+from gateway.store import Admission, DailyUsage, Hold, KeyRecord, Limits, Store, StoreUnavailable, UsageRecord
 from gateway.store.base import SETTLED_GRACE_S
 
 T = TypeVar("T")

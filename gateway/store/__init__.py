@@ -4,16 +4,7 @@ One protocol (`Store`), two backends picked once from `store.url`: `redis://` fo
 anything shared between processes, `memory://` for a single process.
 """
 
-from gateway.store.base import (
-    Admission,
-    DailyUsage,
-    Hold,
-    KeyRecord,
-    Limits,
-    Store,
-    StoreUnavailable,
-    UsageRecord,
-)
+from gateway.store.base import Admission, DailyUsage, Hold, KeyRecord, Limits, Store, StoreUnavailable, UsageRecord
 
 
 def open_store(url: str, *, timeout_s: float = 0.5, max_records: int = 100_000) -> Store:

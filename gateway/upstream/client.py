@@ -18,13 +18,7 @@ import orjson
 
 from gateway.config import ProviderConfig, Timeouts, UpstreamConfig
 from gateway.errors import GatewayError, upstream_error
-from gateway.upstream.body import (
-    ACCEPTED_ENCODINGS,
-    BodyTooLarge,
-    UnknownEncoding,
-    read_body,
-    read_error_body,
-)
+from gateway.upstream.body import ACCEPTED_ENCODINGS, BodyTooLarge, UnknownEncoding, read_body, read_error_body
 
 _SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
 

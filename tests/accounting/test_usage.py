@@ -7,13 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.accounting.usage import (
-    InvalidUsage,
-    Usage,
-    estimate,
-    output_bytes,
-    usage_from_doc,
-)
+from gateway.accounting.usage import InvalidUsage, Usage, estimate, output_bytes, usage_from_doc
 from providers import PROFILES
 
 DEEPINFRA, OPENAI = PROFILES["deepinfra"], PROFILES["openai"]

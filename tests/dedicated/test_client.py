@@ -9,13 +9,7 @@ import pytest
 from aiohttp import web
 
 from gateway.config import ServiceSpec
-from gateway.dedicated.client import (
-    ControlPlane,
-    ControlPlaneError,
-    Flavor,
-    Service,
-    create_body,
-)
+from gateway.dedicated.client import ControlPlane, ControlPlaneError, Flavor, Service, create_body
 from tests.dedicated.fake_control_plane import FakeControlPlane
 from tests.fakes.server import BackgroundServer
 from tests.waiting import eventually

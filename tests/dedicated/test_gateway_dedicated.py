@@ -18,16 +18,7 @@ import httpx
 import yaml
 
 from gateway import cli
-from tests.dedicated.conftest import (
-    MODEL,
-    admin,
-    ask,
-    dedicated_entry,
-    gateway_config,
-    per_token_entry,
-    posts,
-    price,
-)
+from tests.dedicated.conftest import MODEL, admin, ask, dedicated_entry, gateway_config, per_token_entry, posts, price
 from tests.dedicated.fake_control_plane import RTX_4090, FakeControlPlane
 from tests.gateway_process import ROOT, GatewayProcess
 from tests.waiting import wait_until

@@ -15,13 +15,7 @@ import pytest
 from gateway.call import read_call
 from tests.fakes import FakeProvider
 from tests.faults.conftest import KEY, Invariants, fault_config
-from tests.faults.upstream import (
-    BAD_USAGES,
-    COMPLETION_TOKENS,
-    PROMPT_TOKENS,
-    WORDS,
-    HostileUpstream,
-)
+from tests.faults.upstream import BAD_USAGES, COMPLETION_TOKENS, PROMPT_TOKENS, WORDS, HostileUpstream
 from tests.gateway_process import GatewayProcess
 
 MESSAGES = [{"role": "user", "content": "hi"}]

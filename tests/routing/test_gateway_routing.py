@@ -15,14 +15,7 @@ import pytest
 
 from tests.fakes import FakeProvider
 from tests.gateway_process import GatewayProcess
-from tests.routing.support import (
-    gateway,
-    posts,
-    price,
-    provider_entry,
-    route_doc,
-    route_table,
-)
+from tests.routing.support import gateway, posts, price, provider_entry, route_doc, route_table
 from tests.waiting import wait_until
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
