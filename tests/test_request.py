@@ -28,13 +28,11 @@ def test_any_other_request_id_is_replaced_by_a_new_one(given: str | None) -> Non
     assert made != given and len(made) == 32 and made.isalnum()
 
 
-def receiving(*chunks: bytes, delay_s: float = 0.0):
-    """An ASGI receive giving `chunks`, each after `delay_s`, then a disconnect."""
+def receiving(*chunks: bytes):
+    """An ASGI receive giving `chunks`, then a disconnect."""
     pending = list(chunks)
 
     async def receive() -> dict:
-        import asyncio
-        await asyncio.sleep(delay_s)
         if not pending:
             return {"type": "http.disconnect"}
         chunk = pending.pop(0)

@@ -15,6 +15,7 @@ from gateway.upstream.client import Opened
 from gateway.upstream.relay import Relay
 from gateway.upstream.tap import StreamTap
 from providers import PROFILES
+from tests.waiting import eventually
 
 CHUNK = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
 USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n'
@@ -117,7 +118,7 @@ async def test_a_client_that_leaves_closes_the_upstream_at_once_and_is_settled_a
     upstream, client = Upstream(), Client()
     stream, _ = relay(upstream)
     running = asyncio.create_task(stream.run(client.receive, client.send))
-    await asyncio.sleep(0)
+    await eventually(lambda: client.body(), 1, "the first chunk delivered")
     client.gone.set()
     end = await asyncio.wait_for(running, 1)
     assert end.status == 499 and upstream.closed and not client.ended()
@@ -127,7 +128,7 @@ async def test_a_client_that_leaves_a_provider_billing_anyway_is_read_on_to_its_
     upstream, client = Upstream(), Client()
     stream, tap = relay(upstream, finish=True)
     running = asyncio.create_task(stream.run(client.receive, client.send))
-    await asyncio.sleep(0)
+    await eventually(lambda: client.body(), 1, "the first chunk delivered")
     client.gone.set()
     for item in (CHUNK, USAGE, b""):
         upstream.chunks.put_nowait(item)
@@ -139,7 +140,7 @@ async def test_a_shutdown_ends_the_stream_with_an_event_saying_so_and_cancels_on
     upstream, client = Upstream(), Client()
     stream, tap = relay(upstream)
     running = asyncio.create_task(stream.run(client.receive, client.send))
-    await asyncio.sleep(0.01)
+    await eventually(lambda: client.body(), 1, "the first chunk delivered")
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
