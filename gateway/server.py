@@ -22,12 +22,12 @@ import resource
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.config import ServerConfig
+from gateway.errors import GatewayError
 
 log = logging.getLogger("gateway.server")
+_TIMEOUT_BODY = GatewayError(408, "The request did not arrive in time.", code="request_timeout").body()
 REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-                   b"content-length: %d\r\n\r\n%s")
-_TIMEOUT_BODY = (b'{"error":{"message":"The request did not arrive in time.","type":"invalid_request_error",'
-                 b'"param":null,"code":"request_timeout"}}')
+                   b"content-length: %d\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY))
 MAX_SWEEP_S = 0.5
 
 
@@ -91,7 +91,7 @@ class GatewayProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if self.cycle is None or not self.cycle.response_started:
-            self.transport.write(REQUEST_TIMEOUT % (len(_TIMEOUT_BODY), _TIMEOUT_BODY))
+            self.transport.write(REQUEST_TIMEOUT)
         self.transport.close()
 
     def _schedule_sweep(self) -> None:

@@ -7,9 +7,12 @@ not, that would pass its cap is refused as soon as it does.
 
 from __future__ import annotations
 
+import json
 import zlib
+from typing import Any
 
 import aiohttp
+import orjson
 
 ACCEPTED_ENCODINGS = "gzip, deflate"  # what the gateway asks for; never one it cannot bound
 
@@ -77,3 +80,12 @@ async def read_error_body(response: aiohttp.ClientResponse, limit: int) -> bytes
     except (BodyTooLarge, UnknownEncoding):
         pass
     return b"".join(parts)[:limit]
+
+
+def loads_lenient(data: bytes) -> Any:
+    """JSON as upstreams write it: strict first (fast), then allowing NaN and Infinity, which some
+    servers put in a usage figure; the figure is then refused by the usage check, not the whole answer."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)

@@ -8,13 +8,13 @@ The upstream is untrusted: an event is bounded in size, and whatever an event ho
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 import orjson
 
 from gateway.accounting.usage import InvalidUsage, Usage, usage_from_doc
+from gateway.upstream.body import loads_lenient
 from providers import Profile
 
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
@@ -83,12 +83,9 @@ class StreamTap:
         if payload is None or payload == b"[DONE]":
             return event + end
         try:
-            doc = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            try:
-                doc = json.loads(payload)  # NaN or Infinity in a usage figure: read, then refused as usage
-            except ValueError:
-                return event + end
+            doc = loads_lenient(payload)  # NaN in a usage figure: read, then refused as usage
+        except ValueError:
+            return event + end
         if not isinstance(doc, dict):
             return event + end
         if self._is_dropped(doc):

@@ -157,3 +157,31 @@ def test_an_event_past_its_cap_ends_the_stream_with_an_error_event(gateway, chec
     assert "too large" in last_event(body)["error"]["message"]
     assert check.record(request_id).status == 502
     check.hold()
+
+
+def test_a_client_gone_mid_stream_is_settled_once_for_what_reached_it(gateway, check) -> None:
+    request_id = uuid.uuid4().hex
+    body = {"model": "slow-stream", "messages": MESSAGES, "max_tokens": 64, "stream": True}
+    headers = {"authorization": f"Bearer {KEY}", "x-request-id": request_id}
+    with httpx.stream("POST", gateway.base_url + "/chat/completions", json=body, headers=headers,
+                      timeout=30) as response:
+        chunks = response.iter_bytes()
+        received = next(chunks)
+        while b'"content"' not in received:
+            received += next(chunks)
+    # The upstream is closed at once (abandoned_streams: close), and the request billed for what passed.
+    record = check.record(request_id)
+    assert record.status == 499 and 1 <= record.completion_tokens < len(WORDS)
+    assert len([r for r in check.record_list() if r.request_id == request_id]) == 1
+    check.hold()
+
+
+def test_a_client_gone_while_its_answer_is_awaited_holds_nothing_afterwards(gateway, check) -> None:
+    request_id = uuid.uuid4().hex
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(gateway.base_url + "/chat/completions", timeout=0.5,
+                   headers={"authorization": f"Bearer {KEY}", "x-request-id": request_id},
+                   json={"model": "hang", "messages": MESSAGES, "max_tokens": 64})
+    record = check.record(request_id)  # the upstream's first-byte timeout ends it: unbilled
+    assert (record.status, record.cost_nano) == (504, 0)
+    check.hold()
