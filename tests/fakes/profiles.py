@@ -1,7 +1,9 @@
 """Per-provider facts a fake imitates: paths, error shapes and streaming quirks.
 
 The values follow docs/providers.md; where that file marks a fact unconfirmed
-(NetMind, Deeptrin) the fake behaves like OpenAI.
+(NetMind, Deeptrin) the fake behaves like OpenAI. Optional request features (tools,
+response_format, logprobs, base64 and shortened embeddings) are the exception: a fake
+honours only those its provider documents, so tests meet the providers that lack one.
 """
 
 from __future__ import annotations
@@ -9,6 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LLAMA_8B = "meta-llama/Meta-Llama-3.1-8B-Instruct"
+
+# Request features a provider may honour. One it does not honour is ignored as a real
+# server ignores an unknown field: plain text, float vectors, no logprobs.
+TOOLS = "tools"  # chat `tools`/`tool_choice`, streamed tool calls included
+JSON_OBJECT = "json_object"  # chat response_format {"type": "json_object"}
+JSON_SCHEMA = "json_schema"  # chat response_format {"type": "json_schema"}
+LOGPROBS = "logprobs"  # chat `logprobs`/`top_logprobs` and the completions' integer `logprobs`
+BASE64_EMBEDDINGS = "base64_embeddings"  # embeddings encoding_format "base64"
+DIMENSIONS = "dimensions"  # embeddings `dimensions`
+
+EVERY_FEATURE = frozenset({TOOLS, JSON_OBJECT, JSON_SCHEMA, LOGPROBS, BASE64_EMBEDDINGS, DIMENSIONS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +43,12 @@ class Profile:
     default_api_key: str | None
     default_price_in: float  # USD per million tokens
     default_price_out: float
+    # What the provider documents (docs/providers.md, "Features per provider"); nothing
+    # is assumed where its documentation is silent.
+    features: frozenset[str]
+
+    def honours(self, feature: str) -> bool:
+        return feature in self.features
 
 
 def _openai_like(kind: str, prefix: str, models: tuple[str, ...], **overrides: object) -> Profile:
@@ -51,17 +70,20 @@ def _openai_like(kind: str, prefix: str, models: tuple[str, ...], **overrides: o
         default_api_key="sk-fake",
         default_price_in=0.03,
         default_price_out=0.05,
+        features=frozenset(),
     )
     values.update(overrides)
     return Profile(**values)  # type: ignore[arg-type]
 
 
 PROFILES: dict[str, Profile] = {
-    "openai": _openai_like("openai", "/v1", ("gpt-4o-mini",), owned_by="system"),
+    "openai": _openai_like("openai", "/v1", ("gpt-4o-mini",), owned_by="system",
+                           features=EVERY_FEATURE),
     "netmind": _openai_like("netmind", "/inference-api/openai/v1", (LLAMA_8B,)),
     "deeptrin": _openai_like("deeptrin", "/inference-api/openai/v1", (LLAMA_8B,)),
     "novita": _openai_like(
-        "novita", "/v3/openai", ("meta-llama/llama-3.1-8b-instruct",), lowercase_ids=True
+        "novita", "/v3/openai", ("meta-llama/llama-3.1-8b-instruct",), lowercase_ids=True,
+        features=frozenset({TOOLS, JSON_OBJECT, JSON_SCHEMA, LOGPROBS}),  # embeddings: floats only
     ),
     "deepinfra": _openai_like(
         "deepinfra",
@@ -75,6 +97,7 @@ PROFILES: dict[str, Profile] = {
         eos_delta="</s>",
         max_n=4,
         max_stop=16,
+        features=frozenset({TOOLS, JSON_OBJECT}),
     ),
     "vllm": _openai_like(
         "vllm",
@@ -88,6 +111,7 @@ PROFILES: dict[str, Profile] = {
         default_api_key=None,
         default_price_in=0.0,
         default_price_out=0.0,
+        features=EVERY_FEATURE,  # tools need a tool parser on the real server; assumed running with one
     ),
 }
 
