@@ -11,32 +11,13 @@ from typing import Any
 import aiohttp
 import httpx
 import openai
-import orjson
 import pytest
 
 from . import FakeProvider
+from .wire import auth, chat_body, sse_events
 
 LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 NOVITA_LLAMA = "meta-llama/llama-3.1-8b-instruct"
-
-
-def auth(fake: FakeProvider) -> dict[str, str]:
-    return {"Authorization": f"Bearer {fake.api_key}"} if fake.api_key else {}
-
-
-def chat_body(model: str, text: str = "one two three", **extra: Any) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
-
-
-def sse_events(raw: bytes) -> list[Any]:
-    """Every `data:` payload in order; the final [DONE] stays a string."""
-    events = []
-    for block in raw.decode().split("\n\n"):
-        if block.strip():
-            assert block.startswith("data: "), block
-            data = block[len("data: "):]
-            events.append(data if data == "[DONE]" else orjson.loads(data))
-    return events
 
 
 # One client for the module: building one per request costs more than the request.
