@@ -7,19 +7,14 @@ import struct
 import zlib
 from typing import Any
 
+from .answer import Answer, answer_for, new_call_id
+from .features import ToolCall
 from .job import Job
+from .logprobs import chat_logprobs, legacy_logprobs
 from .pricing import Prices
 from .profiles import Profile
 
-EMBEDDING_DIM = 8
-
-
-def generated_text(tokens: int) -> str:
-    return "".join(token_text(i) for i in range(tokens))
-
-
-def token_text(index: int) -> str:
-    return f"tok{index} "
+EMBEDDING_DIM = 8  # a vector's length unless a provider that honours `dimensions` is asked otherwise
 
 
 def usage(job: Job, profile: Profile, prices: Prices) -> dict[str, Any]:
@@ -33,36 +28,65 @@ def usage(job: Job, profile: Profile, prices: Prices) -> dict[str, Any]:
 
 def completion(job: Job, profile: Profile, prices: Prices, ident: str,
                created: int) -> dict[str, Any]:
-    text = generated_text(job.tokens_per_choice)
+    answer = answer_for(job)
     if job.endpoint == "chat":
-        choices = [{"index": i, "message": {"role": "assistant", "content": text},
-                    "finish_reason": job.finish_reason, "logprobs": None} for i in range(job.n)]
+        choices = [chat_choice(i, answer, job.asked.top_logprobs) for i in range(job.n)]
         obj = "chat.completion"
     else:
-        choices = [{"index": i, "text": text, "finish_reason": job.finish_reason, "logprobs": None}
-                   for i in range(job.n)]
+        top = job.asked.top_logprobs
+        logprobs = None if top is None else legacy_logprobs(answer.pieces, answer.offsets, top)
+        choices = [{"index": i, "text": answer.text, "finish_reason": answer.finish_reason,
+                    "logprobs": logprobs} for i in range(job.n)]
         obj = "text_completion"
     return {"id": ident, "object": obj, "created": created, "model": job.model,
             "choices": choices, "usage": usage(job, profile, prices)}
 
 
+def chat_choice(index: int, answer: Answer, top_logprobs: int | None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": answer.text}
+    content_tokens = answer.pieces
+    if answer.tool_call is not None:
+        message = {"role": "assistant", "content": None,
+                   "tool_calls": [tool_call(new_call_id(), answer.tool_call)]}
+        content_tokens = ()
+    logprobs = None if top_logprobs is None else chat_logprobs(content_tokens, top_logprobs)
+    return {"index": index, "message": message, "finish_reason": answer.finish_reason,
+            "logprobs": logprobs}
+
+
+def tool_call(call_id: str, call: ToolCall, arguments: str | None = None) -> dict[str, Any]:
+    """One entry of `tool_calls`; a stream's first chunk passes `arguments=""`."""
+    return {"id": call_id, "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments if arguments is None else arguments}}
+
+
 def embeddings(job: Job, profile: Profile, prices: Prices) -> dict[str, Any]:
     data = []
+    length = job.asked.dimensions or EMBEDDING_DIM
     for index, text in enumerate(job.inputs):
-        vector = embedding_vector(text)
+        vector = embedding_vector(text, length)
         value: Any = vector
-        if job.base64:
-            value = base64.b64encode(struct.pack(f"<{EMBEDDING_DIM}f", *vector)).decode()
+        if job.asked.base64:  # little-endian float32, as OpenAI packs it
+            value = base64.b64encode(struct.pack(f"<{length}f", *vector)).decode()
         data.append({"object": "embedding", "index": index, "embedding": value})
     use = usage(job, profile, prices)
     use.pop("completion_tokens")
     return {"object": "list", "data": data, "model": job.model, "usage": use}
 
 
-def embedding_vector(text: str) -> list[float]:
-    """A stable vector per input, so equal inputs embed equally across runs."""
-    seed = zlib.crc32(text.encode())
-    return [((seed >> (k * 4)) % 16) / 16 for k in range(EMBEDDING_DIM)]
+def embedding_vector(text: str, length: int = EMBEDDING_DIM) -> list[float]:
+    """A stable vector per input, so equal inputs embed equally across runs.
+
+    Each block of eight values is the nibbles of one CRC: of the text for the first block,
+    of "1:text", "2:text", ... after it, so a shorter vector is a prefix of a longer one.
+    """
+    values: list[float] = []
+    block = 0
+    while len(values) < length:
+        seed = zlib.crc32((f"{block}:{text}" if block else text).encode())
+        values.extend(((seed >> (k * 4)) % 16) / 16 for k in range(EMBEDDING_DIM))
+        block += 1
+    return values[:length]
 
 
 def model_list(models: list[str], profile: Profile, prices: Prices, context_len: int,

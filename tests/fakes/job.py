@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import FakeError, invalid
+from .features import NOTHING_ASKED, Asked, read_asked
 from .profiles import Profile
 
 LEGACY_COMPLETIONS_MAX_TOKENS = 16  # OpenAI's default for /completions
@@ -28,7 +29,7 @@ class Job:
     tokens_per_choice: int
     finish_reason: str
     inputs: tuple[str, ...] = ()  # embeddings only: one vector per item
-    base64: bool = False  # embeddings only: encoding_format == "base64"
+    asked: Asked = NOTHING_ASKED  # the optional features asked for that the provider honours
 
     @property
     def completion_tokens(self) -> int:
@@ -91,7 +92,7 @@ def parse_job(endpoint: str, body: Any, profile: Profile, error_shape: str,
         if items is None:
             raise bad("input", "must be a string, a list of strings or a list of token ids")
         return Job(endpoint, model, False, False, 1, count_prompt_tokens(items), 0, "stop",
-                   inputs=tuple(map(str, items)), base64=body.get("encoding_format") == "base64")
+                   inputs=tuple(map(str, items)), asked=read_asked(endpoint, body, profile, bad))
 
     if endpoint == "chat":
         messages = body.get("messages")
@@ -118,7 +119,7 @@ def parse_job(endpoint: str, body: Any, profile: Profile, error_shape: str,
     if isinstance(options, dict) and "include_usage" in options:
         include_usage = options["include_usage"] is True
     return Job(endpoint, model, stream, include_usage, body.get("n") or 1, prompt_tokens,
-               per_choice, finish)
+               per_choice, finish, asked=read_asked(endpoint, body, profile, bad))
 
 
 def _check_sampling(body: dict[str, Any], profile: Profile,
