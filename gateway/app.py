@@ -14,17 +14,25 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway import admin
 from gateway.config import Config, load_config
 from gateway.errors import GatewayError
 from gateway.proxy import find_model, proxy
+from gateway.request import request_id
 from gateway.server import GatewayProtocol
 from gateway.service import Gateway
 
 log = logging.getLogger("gateway")
 CONFIG_ENV = "GATEWAY_CONFIG"
+# What a browser client may read of an answer besides the basics.
+EXPOSED_HEADERS = ["x-request-id", "x-gateway-provider", "x-gateway-upstream-model", "x-gateway-attempts",
+                   "x-gateway-dropped-params", "retry-after", "x-should-retry", "x-ratelimit-limit-requests",
+                   "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens",
+                   "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"]
 
 
 class GatewayApp:
@@ -44,15 +52,26 @@ class GatewayApp:
         self.starlette = starlette
         self.state = starlette.state
         self.gateway = gateway
+        origins = gateway.config.server.cors_origins
+        # Browsers call from another origin; with none configured, nothing is added to any request.
+        self._cors = CORSMiddleware(self._dispatch, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
+                                    allow_headers=["*"], expose_headers=EXPOSED_HEADERS,
+                                    max_age=600) if origins else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._cors is not None:
+            await self._cors(scope, receive, send)
+        else:
+            await self._dispatch(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self.PROXIED.get(scope["path"]) if scope["type"] == "http" else None
         if endpoint is None:
-            await self.starlette(scope, receive, send)
+            await self.starlette(scope, receive, send if scope["type"] != "http" else with_request_id(scope, send))
             return
         if scope["method"] != "POST":
             await GatewayError(405, f"Method {scope['method']} is not allowed on {scope['path']}; use POST",
-                               headers={"allow": "POST"}).send(send)
+                               headers={"allow": "POST"}).send(send, {"x-request-id": request_id_of(scope)})
             return
         try:
             await proxy(self.gateway, endpoint, scope, receive, send)
@@ -61,6 +80,22 @@ class GatewayApp:
             with contextlib.suppress(Exception):  # the response may have started: then the client is told nothing
                 await GatewayError(500, "The gateway failed to handle this request; it has been logged.",
                                    type="server_error", code="internal_error").send(send)
+
+
+def request_id_of(scope: Scope) -> str:
+    """The client's x-request-id if it is a usable one, else a new one."""
+    return request_id(Headers(scope=scope).get("x-request-id"))
+
+
+def with_request_id(scope: Scope, send: Send) -> Send:
+    """`send`, with the request's id added to the response's headers, as every proxied answer has it."""
+    header = (b"x-request-id", request_id_of(scope).encode("latin-1"))
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), header]}
+        await send(message)
+    return sending
 
 
 def create_app(config: Config, gateway: Gateway | None = None) -> GatewayApp:

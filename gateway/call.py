@@ -35,6 +35,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "max_tokens": (int,), "max_completion_tokens": (int,), "stream": (bool,), "user": (str,),
     "logit_bias": (dict,), "stream_options": (dict,), "tools": (list,), "response_format": (dict,),
     "best_of": (int,), "echo": (bool,), "suffix": (str,), "dimensions": (int,), "encoding_format": (str,),
+    "functions": (list,), "modalities": (list,), "top_logprobs": (int,),
 }
 
 
@@ -50,6 +51,11 @@ class Call:
     prompt_tokens_bound: int  # never fewer than the tokens the prompt's text will really count
     narrowing: dict[str, Any] | None  # the body's `gateway: {...}` field, if any
     media: dict[str, int] | None = None  # image, audio and file parts by kind, bounded per route
+    # The features (qualified, as "chat.tools") only some routes honour; the router keeps to those.
+    needs: frozenset[str] = frozenset()
+    wants_base64: bool = False  # embeddings as base64, which the gateway encodes where a route cannot
+    # max_tokens sent to a route whose context window is unknown, when the client named none (admission).
+    blind_max_tokens: int | None = None
 
     def prompt_bound(self, part_tokens: PartTokens) -> int:
         """Tokens the whole prompt counts at most, each media part at `part_tokens` of its kind."""
@@ -100,7 +106,8 @@ def read_call(raw: bytes, endpoint: str, max_output_tokens: int = MAX_OUTPUT_TOK
     return Call(endpoint=endpoint, body=body, model=model, stream=stream,
                 wants_usage=bool(stream and options and options.get("include_usage")),
                 max_tokens=max_tokens, n=n, prompt_tokens_bound=prompt_bound, narrowing=narrowing,
-                media=media or None)
+                media=media or None, needs=_NEEDS[endpoint](body, media, stream, n),
+                wants_base64=endpoint == "embeddings" and body.get("encoding_format") == "base64")
 
 
 def _check_types(body: dict[str, Any]) -> None:
@@ -210,4 +217,47 @@ def _content_bound(content: Any, param: str, media: dict[str, int]) -> int:
     return total
 
 
+def _chat_needs(body: dict[str, Any], media: dict[str, int], stream: bool, n: int) -> frozenset[str]:
+    needs = [f"chat.{_MEDIA_FEATURES[kind]}" for kind in media]
+    if body.get("tools") or body.get("functions"):
+        needs.append("chat.tools")
+        if stream:
+            needs.append("chat.tool_streaming")
+    answer_format = body.get("response_format")
+    if answer_format and answer_format.get("type") in ("json_object", "json_schema"):
+        needs.append(f"chat.{answer_format['type']}")
+    if body.get("logprobs") is True:
+        needs.append("chat.logprobs")
+    if n > 1:
+        needs.append("chat.n")
+    modalities = body.get("modalities")
+    if body.get("audio") is not None or (isinstance(modalities, list) and "audio" in modalities):
+        needs.append("chat.audio_output")
+    if body.get("web_search_options") is not None:
+        needs.append("chat.web_search")
+    if any(body.get(name) is not None for name in _GUIDED):
+        needs.append("chat.structured_outputs")
+    return frozenset(needs)
+
+
+def _completions_needs(body: dict[str, Any], media: dict[str, int], stream: bool, n: int) -> frozenset[str]:
+    needs = []
+    if body.get("logprobs") is not None:
+        needs.append("completions.logprobs")
+    if n > 1:
+        needs.append("completions.n")
+    if body.get("echo") is True:
+        needs.append("completions.echo")
+    if body.get("suffix"):
+        needs.append("completions.suffix")
+    return frozenset(needs)
+
+
+def _embeddings_needs(body: dict[str, Any], media: dict[str, int], stream: bool, n: int) -> frozenset[str]:
+    return frozenset(("embeddings.dimensions",)) if body.get("dimensions") is not None else frozenset()
+
+
+_MEDIA_FEATURES = {"image": "vision", "audio": "audio", "file": "files"}
+_GUIDED = ("structured_outputs", "guided_json", "guided_regex", "guided_choice", "guided_grammar")
+_NEEDS = {"chat": _chat_needs, "completions": _completions_needs, "embeddings": _embeddings_needs}
 _PROMPT_READERS = {"chat": _chat_prompt, "completions": _completions_prompt, "embeddings": _embeddings_input}

@@ -27,9 +27,10 @@ from gateway.errors import GatewayError
 from gateway.routing import Candidate, Endpoint, Route
 from gateway.routing.attempt import Attempt
 from gateway.upstream.adapt import upstream_body
-from gateway.upstream.client import Opened
+from gateway.upstream.client import Opened, invalid_response
 from gateway.upstream.relay import SHUTDOWN, Relay
 from gateway.upstream.tap import StreamTap
+from gateway.upstream.vectors import encoded
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -97,7 +98,7 @@ class Exchange:
             if self.attempts >= gw.config.routing.max_attempts:
                 break
             try:
-                body = upstream_body(call, route.provider, route.upstream_model)
+                outgoing = upstream_body(call, route)
             except GatewayError as error:
                 refusal = refusal or error
                 continue
@@ -108,7 +109,7 @@ class Exchange:
             self.attempts += 1
             self._attempt = attempt
             try:
-                opened = await gw.upstream.open(route.provider, attempt.endpoint.url + call.path, body,
+                opened = await gw.upstream.open(route.provider, attempt.endpoint.url + call.path, outgoing.body,
                                                 stream=call.stream, request_id=self._headers["x-request-id"])
             except GatewayError as error:
                 attempt.failed(error)
@@ -122,6 +123,8 @@ class Exchange:
             self._route, self._opened = route, opened
             self._headers.update({"x-gateway-provider": route.name, "x-gateway-upstream-model": route.upstream_model,
                                   "x-gateway-attempts": str(self.attempts)})
+            if outgoing.dropped:
+                self._headers["x-gateway-dropped-params"] = ", ".join(outgoing.dropped)
             await (self._relay_stream(attempt) if call.stream else self._respond(attempt))
             return
         if self.attempts:
@@ -130,20 +133,31 @@ class Exchange:
                                                    type="service_unavailable", code="no_route_available")
         self.status = error.status  # settled with no usage: nothing is billed for a request no upstream served
         self._responded = True
+        if error.status == 429:  # the provider's limit, not the team's: its headroom would mislead
+            self._headers = {k: v for k, v in self._headers.items() if not k.startswith("x-ratelimit-")}
         await error.send(self._send, self._headers)
 
     async def _respond(self, attempt: Attempt) -> None:
         opened = self._opened
-        assert opened is not None and opened.doc is not None
+        assert opened is not None and opened.doc is not None and self._route is not None
         self._usage = self._reported(opened.doc)
         self.status, self._upstream_ended = 200, opened.first_byte_at
         attempt.finished(200, opened.first_byte_at, self._usage.completion_tokens // self._call.n, stream=False)
         self._attempt = None
+        answer = opened.first
+        if self._call.wants_base64 and "embeddings.base64" not in self._route.features:
+            answer = encoded(opened.doc)
+            if answer is None:
+                self.status = 502
+                self._responded = True
+                await invalid_response(self._route.name, "embeddings that are not float vectors").send(
+                    self._send, self._headers)
+                return
         self._responded = True
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._headers.items()]
         await self._send({"type": "http.response.start", "status": 200,
                           "headers": [(b"content-type", b"application/json"), *headers]})
-        await self._send({"type": "http.response.body", "body": opened.first})
+        await self._send({"type": "http.response.body", "body": answer})
 
     async def _relay_stream(self, attempt: Attempt) -> None:
         assert self._route is not None and self._opened is not None

@@ -35,7 +35,7 @@ async def proxy(gw: Gateway, endpoint: str, scope: Scope, receive: Receive, send
         call = read_call(raw, endpoint, gw.config.server.max_output_tokens)
         model = find_model(gw, call.model, identity.team)
         routes = gw.router.plan(model, call, headers.get("x-gateway-route"))
-        reservation = await gw.admitter.admit(call, model, identity.team)
+        reservation = await gw.admitter.admit(call, (route for route, _ in routes), identity.team)
     except GatewayError as error:
         gw.metrics.refused(error.status)
         await error.send(send, reply_headers)

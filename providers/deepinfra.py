@@ -1,4 +1,7 @@
-"""DeepInfra: its own ranges, usage with `estimated_cost` on the finish chunk, `</s>` deltas."""
+"""DeepInfra: its own ranges, usage with `estimated_cost` on the finish chunk, `</s>` deltas.
+
+Tool calling and JSON mode are documented for its chat models; embeddings come as floats.
+"""
 
 from providers.profile import ANY, Bounds, Profile
 
@@ -21,13 +24,16 @@ PROFILE = Profile(
         "response_format": ANY,
         "tools": ANY,
         "tool_choice": ANY,
-        "logprobs": ANY,
-        "top_logprobs": ANY,
         "encoding_format": ANY,
-        "dimensions": Bounds(1),
+    },
+    features={
+        "chat": frozenset({"tools", "tool_streaming", "json_object", "n"}),
+        "completions": frozenset({"n"}),
+        "embeddings": frozenset(),
     },
     renames={"max_completion_tokens": "max_tokens"},
     max_stop=16,
+    publishes_windows=True,
     dropped_deltas=("</s>",),
     cost_field="estimated_cost",
 )

@@ -10,5 +10,7 @@ PROFILE = Profile(
         "repetition_penalty": Bounds(0, None, low_open=True),
         "logit_bias": ANY,
     },
+    # Nothing beyond several choices is documented; a deployment declares what a model does.
+    features={"chat": frozenset({"n"}), "completions": frozenset({"n"}), "embeddings": frozenset()},
     renames={"max_completion_tokens": "max_tokens"},
 )

@@ -1,4 +1,7 @@
-"""Novita AI: lower-case model ids, a wide parameter list, OpenAI-style stream usage."""
+"""Novita AI: lower-case model ids, a wide parameter list, OpenAI-style stream usage.
+
+Its /models publishes prices in units of 1/10,000 USD per million tokens.
+"""
 
 from providers.profile import ANY, OPENAI_SAMPLING, Bounds, Profile
 
@@ -16,9 +19,15 @@ PROFILE = Profile(
         "tool_choice": ANY,
         "response_format": ANY,
         "encoding_format": ANY,
-        "dimensions": Bounds(1),
+    },
+    features={
+        "chat": frozenset({"tools", "tool_streaming", "json_object", "json_schema", "logprobs", "n"}),
+        "completions": frozenset({"logprobs", "n"}),
+        "embeddings": frozenset(),
     },
     renames={"max_completion_tokens": "max_tokens"},
+    publishes_windows=True,
     lowercase_model_ids=True,
     abandoned_streams="finish",  # its 499s are billed: reading on costs nothing and gives the usage
+    published_price_unit_usd=0.0001,
 )

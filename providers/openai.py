@@ -1,5 +1,6 @@
 """OpenAI itself: the reference every other profile is a variation of."""
 
+from providers.features import ALL
 from providers.profile import ANY, OPENAI_SAMPLING, Bounds, Profile
 
 PROFILE = Profile(
@@ -17,12 +18,16 @@ PROFILE = Profile(
         "functions": ANY,
         "function_call": ANY,
         "reasoning_effort": ANY,
+        "verbosity": ANY,
         "service_tier": ANY,
         "store": ANY,
         "metadata": ANY,
         "modalities": ANY,
         "prediction": ANY,
         "audio": ANY,
+        "web_search_options": ANY,
+        "safety_identifier": ANY,
+        "prompt_cache_key": ANY,
         # completions
         "echo": ANY,
         "suffix": ANY,
@@ -31,4 +36,6 @@ PROFILE = Profile(
         "encoding_format": ANY,
         "dimensions": Bounds(1),
     },
+    features={**ALL, "chat": ALL["chat"] - {"structured_outputs"}},
+    forwards_unknown=True,
 )

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Mapping
 
+from providers.features import NONE
+
 
 @dataclass(frozen=True, slots=True)
 class Bounds:
@@ -56,6 +58,10 @@ class Profile:
     base_url: str
     params: Mapping[str, Bounds | None]
     endpoints: frozenset[str] = frozenset({"chat", "completions", "embeddings"})
+    # Per endpoint, the features (providers.features) it honours; a deployment adds or removes some.
+    features: Mapping[str, frozenset[str]] = field(default_factory=lambda: NONE)
+    # Parameters the gateway does not know are sent on: the upstream is its API's authority.
+    forwards_unknown: bool = False
     renames: Mapping[str, str] = field(default_factory=dict)
     max_stop: int = 4
     streams_with_n: bool = True
@@ -67,6 +73,9 @@ class Profile:
     abandoned_streams: str = "close"
     lowercase_model_ids: bool = False
     lists_models: bool = True
+    publishes_windows: bool = False  # its /models gives each model's context window
+    # What one unit of a price its /models publishes is worth in USD per million tokens.
+    published_price_unit_usd: float = 1.0
     has_load_metrics: bool = False
     needs_api_key: bool = True
 

@@ -1,7 +1,8 @@
 """Admission: reserve a request's worst case against its team's limits, in one store call.
 
-The worst case is the prompt's token bound plus every token the request may generate,
-priced at the dearest route of its model; settlement later replaces it with what was used.
+The worst case is the prompt's token bound plus every token the request may generate, as its
+max_tokens or the routes' context windows bound them, priced at the dearest route it may
+take; settlement later replaces it with what was used.
 """
 
 from __future__ import annotations
@@ -9,18 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.accounting.outbox import Outbox
 from gateway.accounting.periods import utc_periods
 from gateway.call import Call
-from gateway.config import Config, ModelConfig, PartTokens, TeamConfig
-from gateway.errors import GatewayError
+from gateway.config import Config, TeamConfig
+from gateway.errors import GatewayError, bad_request
 from gateway.ids import new_id
-from gateway.money import token_cost
 from gateway.store import Admission, Hold, Store, StoreUnavailable
 
 log = logging.getLogger("gateway.admission")
+MAX_QUOTA_RETRY_AFTER_S = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +36,20 @@ class Reservation:
     metered: bool = True
 
 
-def worst_case(call: Call, model: ModelConfig, team: TeamConfig, part_tokens: PartTokens) -> tuple[int, int]:
-    """(tokens, cost in nano-dollars) the request can use at most, on any of its routes."""
-    output = 0 if call.endpoint == "embeddings" else (call.max_tokens or team.max_tokens_default) * call.n
+class Bounded(Protocol):
+    """A way to serve a request that knows the most the request can use there (a routing.Route)."""
+
+    def worst_case(self, call: Call) -> tuple[int, int]: ...
+
+    def prompt_bound(self, call: Call) -> int: ...
+
+
+def worst_case(call: Call, routes: Iterable[Bounded]) -> tuple[int, int]:
+    """(tokens, cost in nano-dollars) the request can use at most, on any of `routes`."""
     tokens = cost = 0
-    for route in model.routes:
-        prompt = call.prompt_bound(route.part_tokens or part_tokens)
-        tokens = max(tokens, prompt + output)
-        if route.price is not None:
-            cost = max(cost, token_cost(prompt, route.price.input_per_mtok_nano)
-                       + token_cost(output, route.price.output_per_mtok_nano))
+    for route in routes:
+        route_tokens, route_cost = route.worst_case(call)
+        tokens, cost = max(tokens, route_tokens), max(cost, route_cost)
     return tokens, cost
 
 
@@ -52,15 +59,18 @@ class Admitter:
         self._outbox = outbox
         self._allow_when_down = config.store.on_failure == "allow"
         self._ttl_s = config.store.reservation_ttl_s
-        self._part_tokens = config.routing.part_tokens
 
-    async def admit(self, call: Call, model: ModelConfig, team: TeamConfig) -> Reservation:
-        if call.max_tokens is None and call.endpoint != "embeddings":
-            # A cap the upstream will honour, so the reservation is a true upper bound.
-            call.max_tokens = team.max_tokens_default
-        tokens, cost = worst_case(call, model, team, self._part_tokens)
+    async def admit(self, call: Call, routes: Iterable[Bounded], team: TeamConfig) -> Reservation:
+        """Hold the request's worst case over the routes it may take; a 429 or 503 GatewayError when refused."""
+        routes = list(routes)
+        if call.endpoint != "embeddings":
+            _apply_caps(call, team)
+        tokens, cost = worst_case(call, routes)
+        # With no client's limit, the output part of the tpm hold may shrink to what the minute has left.
+        floor = max(route.prompt_bound(call) for route in routes) if call.max_tokens is None else None
         day, month = utc_periods()
-        hold = Hold(team=team.name, tokens=tokens, cost_nano=cost, day=day, month=month, ttl_s=self._ttl_s)
+        hold = Hold(team=team.name, tokens=tokens, cost_nano=cost, day=day, month=month, ttl_s=self._ttl_s,
+                    tpm_floor=None if floor is None or floor >= tokens else floor)
         try:
             admission = await self._store.admit(hold, team.limits)
         except StoreUnavailable:
@@ -79,6 +89,20 @@ class Admitter:
         if not admission.admitted:
             raise refusal(admission, headers)
         return Reservation(hold.reservation_id, hold, headers)
+
+
+def _apply_caps(call: Call, team: TeamConfig) -> None:
+    """A team's cap bounds every request; without one, a request naming no max_tokens is sent the
+    team's default only where a route's window is unknown, so every reservation is a true worst case."""
+    cap = team.max_tokens_cap
+    if cap is not None:
+        if call.max_tokens is None:
+            call.max_tokens = cap
+        elif call.max_tokens > cap:
+            raise bad_request(f"max_tokens is {call.max_tokens}; team '{team.name}' allows at most {cap} per request",
+                              param="max_tokens", code="invalid_value")
+    if call.max_tokens is None:
+        call.blind_max_tokens = team.max_tokens_default
 
 
 def rate_limit_headers(admission: Admission, team: TeamConfig) -> dict[str, str]:
@@ -108,6 +132,9 @@ def refusal(admission: Admission, headers: dict[str, str]) -> GatewayError:
                                 f"{retry}s.", type="requests", code="budget_held_by_requests_in_flight",
                                 headers=headers)
         unit = "day" if period == "daily" else "month"
+        # Retrying cannot help until the period turns: the openai SDKs obey x-should-retry, and a
+        # Retry-After of hours was seen to hold a client that long, so it stays at most a minute.
+        headers.update({"x-should-retry": "false", "retry-after": str(min(int(retry), MAX_QUOTA_RETRY_AFTER_S))})
         return GatewayError(429, f"You exceeded your team's {period} budget. It resets at the start of the "
                             f"next UTC {unit}.", type="insufficient_quota", code="insufficient_quota",
                             headers=headers)

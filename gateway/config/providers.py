@@ -6,11 +6,11 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, field_validator
+from pydantic import AfterValidator, BeforeValidator, field_validator
 
 from gateway.config.dedicated import DedicatedConfig
-from gateway.config.fields import Seconds, Section, Text, Url, Usd, Whole, _number, in_range, nano, problem
-from providers import PROFILES, Bounds, Profile, netmind_dedicated
+from gateway.config.fields import Flag, Seconds, Section, Text, Url, Usd, Whole, _number, in_range, nano, problem
+from providers import PROFILES, Bounds, Profile, features, netmind_dedicated
 
 _LIMIT_FORMS = "give [low, high] (null for open), true to accept any value, or false to drop"
 # A dedicated provider's endpoints and capacity follow its services, as the control plane reports them.
@@ -33,6 +33,17 @@ def _limit(value: Any) -> Any:
     raise problem(_LIMIT_FORMS)
 
 
+def _capabilities(value: dict[str, bool]) -> dict[str, bool]:
+    for name in value:
+        if not features.expand(name):
+            raise problem(f"unknown feature {name!r}; known: {', '.join(features.known_names())} "
+                          "(or endpoint.feature, as completions.logprobs)", at=name)
+    return value
+
+
+Capabilities = Annotated[dict[str, Flag], AfterValidator(_capabilities)]
+
+
 class ProviderConfig(Section):
     """One configured upstream. `profile` is its kind's profile with this entry's `limits` applied."""
 
@@ -49,6 +60,8 @@ class ProviderConfig(Section):
     max_inflight: Annotated[Whole, in_range(1)] = 64
     hourly_cost_usd: Usd | None = None
     limits: dict[str, Annotated[Any, BeforeValidator(_limit)]] = {}
+    # Features this deployment's models honour beyond (true) or short of (false) the kind's profile.
+    capabilities: Capabilities = {}
     # A stream the client leaves: "close" stops it; "finish" reads it to its usage (see providers.profile).
     abandoned_streams: Literal["close", "finish"] = "close"
     dedicated: DedicatedConfig | None = None  # kind netmind-dedicated only
@@ -105,6 +118,11 @@ class ProviderConfig(Section):
             elif isinstance(value, tuple):
                 params[param] = Bounds(*value)
         return base.with_overrides(params=params, max_stop=self.limits.get("stop"))
+
+    @cached_property
+    def features(self) -> frozenset[str]:
+        """The features (qualified, as "chat.tools") its routes honour unless a route says otherwise."""
+        return features.declared(features.qualified(self.profile.features), self.capabilities)
 
     @cached_property
     def base_urls(self) -> tuple[str, ...]:

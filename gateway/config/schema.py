@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from gateway.config.fields import Number, Seconds, Section, Text, Usd, Whole, in_range, nano, problem
-from gateway.config.providers import ProviderConfig
+from gateway.config.providers import Capabilities, ProviderConfig
 from gateway.keys import hash_key
 from gateway.redact import masked
 from gateway.store import Limits
@@ -54,6 +54,8 @@ class ServerConfig(Section):
     shutdown_grace_s: Annotated[Seconds, in_range(0, 3600)] = 10.0  # SIGTERM: what runs may finish this long
     # The most tokens a request may ask to generate per choice (max_tokens): 400 above it.
     max_output_tokens: Annotated[Whole, in_range(1, 1 << 40)] = 1_000_000
+    # Browser origins allowed to call the gateway (CORS), as "https://app.example.com"; "*" for any.
+    cors_origins: tuple[Text, ...] = ()
 
 
 class UpstreamConfig(Section):
@@ -144,8 +146,11 @@ class RouteConfig(Section):
     provider: str
     model: Text = ""  # empty: the public name
     price: Price | None = None
-    # The model's context window in tokens, when known: a request that cannot fit is not sent here.
+    # The model's context window in tokens (None: what the provider's /models says, if anything):
+    # a request that cannot fit is not sent here, and one naming no max_tokens is bounded by it.
     context_window: Annotated[Whole, in_range(1)] | None = None
+    max_output_tokens: Annotated[Whole, in_range(1)] | None = None  # the model's own limit per answer, if any
+    capabilities: Capabilities = {}  # features this route honours beyond or short of its provider's
     part_tokens: PartTokens | None = None  # None: routing.part_tokens
 
 
@@ -183,7 +188,16 @@ class TeamConfig(Section):
     tpm: Annotated[Whole, in_range(1)] | None = None
     models: tuple[Text, ...] = ("*",)  # glob patterns of public model names
     key_hashes: Annotated[tuple[str, ...], BeforeValidator(_hashes)] = Field((), validation_alias="keys")
-    max_tokens_default: Annotated[Whole, in_range(1)] = 4096  # the worst case reserved when a client names none
+    # A request naming no max_tokens is sent this one where a route's context window is unknown,
+    # so that what it reserves is still a true worst case.
+    max_tokens_default: Annotated[Whole, in_range(1)] = 4096
+    max_tokens_cap: Annotated[Whole, in_range(1)] | None = None  # a cap on every request, sent to every route
+
+    @property
+    def metered(self) -> bool:
+        """Whether anything this team does is counted against a limit of tokens or money."""
+        limits = self.limits
+        return limits.tpm is not None or limits.budget_day_nano is not None or limits.budget_month_nano is not None
 
     @cached_property
     def limits(self) -> Limits:
@@ -230,10 +244,28 @@ class Config(Section):
                 warnings.append(f"models.{name}: every route's provider is disabled; the model is not served")
                 continue
             models[name] = model.model_copy(update={"routes": routes})
+            warnings += _blind_routes(name, models[name], self)
         # Frozen for everyone else; this is still validation, and a model's served routes need every provider.
         object.__setattr__(self, "models", models)
         object.__setattr__(self, "warnings", (*self.warnings, *warnings))
         return self
+
+
+def _blind_routes(name: str, model: ModelConfig, config: Config) -> list[str]:
+    """A warning for each route whose context window nothing tells, where some team is metered."""
+    metered = [team for team in config.teams.values() if team.metered and team.max_tokens_cap is None]
+    if not metered:
+        return []
+    polled = config.routing.models_poll_s > 0
+    warnings = []
+    for i, route in enumerate(model.routes):
+        profile = config.providers[route.provider].profile
+        if route.context_window is None and not (polled and profile.publishes_windows and profile.lists_models):
+            caps = ", ".join(f"{team.name}: {team.max_tokens_default}" for team in metered)
+            warnings.append(f"models.{name}.routes[{i}]: no context_window; a request naming no max_tokens is sent "
+                            f"its team's max_tokens_default there ({caps}) so that budgets hold; set context_window "
+                            "to let such requests run to the model's limit")
+    return warnings
 
 
 def _named(entries: dict[str, Any], providers: bool) -> dict[str, Any]:

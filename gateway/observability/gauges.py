@@ -58,6 +58,8 @@ class StateGauges:
         self._circuits = [(circuit, m.circuit_state.labels(model, route.name, endpoint_label(endpoint.url)))
                           for model, routes in router.routes.items() for route in routes
                           for circuit, endpoint in zip(route.circuits, route.endpoints)]
+        self._prices = [(route, m.price_differs.labels(model, route.name))
+                        for model, routes in router.routes.items() for route in routes]
         self._teams = []
         for team in config.teams.values():
             limits = {"day": team.limits.budget_day_nano, "month": team.limits.budget_month_nano}
@@ -85,6 +87,8 @@ class StateGauges:
                 kv_cache.set(endpoint.kv_cache_usage)
         for circuit, state in self._circuits:
             state.set(CIRCUIT_VALUES.get(circuit.state, 0))
+        for route, differs in self._prices:
+            differs.set(1 if route.price_differs() else 0)
 
     async def refresh_budgets(self) -> None:
         """One store call per team: this UTC day's and month's spend, settled and in flight."""

@@ -152,6 +152,10 @@ class Metrics:
         self.circuit_state = Gauge("gateway_circuit_state",
                                    "A route's circuit breaker at an endpoint: 0 closed, 1 half-open, 2 open",
                                    ["model", "provider", "endpoint"], multiprocess_mode="livemax", registry=r)
+        self.price_differs = Gauge("gateway_route_price_differs",
+                                   "1 when the price a provider's /models publishes for a route's model differs "
+                                   "from the configured one (the gateway bills the configured one)",
+                                   ["model", "provider"], multiprocess_mode="livemax", registry=r)
         self.pool_capacity = Gauge("gateway_pool_capacity_requests",
                                    "In-flight requests a pool member takes from the gateway (max_inflight)",
                                    by_endpoint, multiprocess_mode="livesum", registry=r)

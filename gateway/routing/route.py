@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import random
 
+from gateway.call import Call
 from gateway.config import Price, ProviderConfig, RouteConfig, RoutingConfig
 from gateway.money import token_cost
+from gateway.routing.cards import ModelCard
 from gateway.routing.health import Circuit, Ewma
+from providers import features
 
 
 class Endpoint:
@@ -31,16 +34,17 @@ class Endpoint:
       inflight_at_scrape
                       `inflight` when that scrape arrived (see `queue`)
       models          ids from the last /v1/models poll; None while not known (never held against it)
+      cards           what that poll said of each model (context window, output limit, price); None before one
       max_inflight    this endpoint's own cap on `inflight`, set by whoever knows its size (a dedicated
                       service's watcher: instances x per-instance cap); None: the provider's max_inflight
     """
 
     __slots__ = ("url", "origin", "inflight", "healthy", "waiting", "running", "kv_cache_usage",
-                 "scraped_at", "busy", "inflight_at_scrape", "models", "max_inflight")
+                 "scraped_at", "busy", "inflight_at_scrape", "models", "cards", "max_inflight")
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.origin = url[:-3] if url.endswith("/v1") else url
+        self.origin = url.removesuffix("/v1")
         self.inflight = 0
         self.healthy = True
         self.waiting: float | None = None
@@ -50,6 +54,7 @@ class Endpoint:
         self.busy = False
         self.inflight_at_scrape = 0
         self.models: frozenset[str] | None = None
+        self.cards: dict[str, ModelCard] | None = None
         self.max_inflight: int | None = None
 
     def queue(self) -> float:
@@ -73,16 +78,17 @@ class Route:
     """A public model served by one provider, and what the router knows of it.
 
     Attributes:
-      model, provider, upstream_model, price, context_window, part_tokens
-                      from config (`price` None: nothing per token; `context_window` None: unknown)
+      model, provider, upstream_model, price, context_window, max_output_tokens, part_tokens
+                      from config (`price` None: nothing per token; a limit None: what /models says, if any)
+      features        what it honours, qualified ("chat.tools"): its provider's, with the route's capabilities
       index           position in the model's config list (the `ordered` strategy's rank)
       is_pool         a self-hosted vLLM pool: first while it has room, whatever the strategy
       endpoints       its endpoints; `circuits[i]` is this route's breaker at `endpoints[i]`
       ttft, tpot      EWMAs of time to first token and of time per output token, seconds
     """
 
-    __slots__ = ("model", "provider", "upstream_model", "price", "index", "is_pool", "endpoints",
-                 "circuits", "ttft", "tpot", "context_window", "part_tokens")
+    __slots__ = ("model", "provider", "upstream_model", "price", "index", "is_pool", "endpoints", "circuits",
+                 "ttft", "tpot", "context_window", "max_output_tokens", "part_tokens", "features")
 
     def __init__(self, model: str, provider: ProviderConfig, config: RouteConfig, index: int,
                  endpoints: list[Endpoint], routing: RoutingConfig) -> None:
@@ -91,6 +97,8 @@ class Route:
         self.upstream_model = config.model
         self.price: Price | None = config.price
         self.context_window = config.context_window
+        self.max_output_tokens = config.max_output_tokens
+        self.features = features.declared(provider.features, config.capabilities)
         self.part_tokens = config.part_tokens or routing.part_tokens
         self.index = index
         self.is_pool = provider.is_pool
@@ -103,6 +111,35 @@ class Route:
     @property
     def name(self) -> str:
         return self.provider.name
+
+    def published(self) -> ModelCard | None:
+        """What the provider's /models says of this route's model (the first endpoint that says)."""
+        for endpoint in self.endpoints:
+            if endpoint.cards is not None and (card := endpoint.cards.get(self.upstream_model)) is not None:
+                return card
+        return None
+
+    def window(self) -> int | None:
+        """The context window requests are bounded by: config's, else the provider's; None: unknown."""
+        if self.context_window is not None:
+            return self.context_window
+        card = self.published()
+        return card.context_window if card is not None else None
+
+    def output_limit(self) -> int | None:
+        if self.max_output_tokens is not None:
+            return self.max_output_tokens
+        card = self.published()
+        return card.max_output_tokens if card is not None else None
+
+    def price_differs(self) -> bool:
+        """Whether the provider publishes a price for this model other than the configured one."""
+        card = self.published()
+        if card is None or not card.priced:
+            return False
+        price = self.price
+        configured = (price.input_per_mtok_nano, price.output_per_mtok_nano) if price else (0, 0)
+        return configured != (card.input_per_mtok_nano, card.output_per_mtok_nano)
 
     def usable(self, i: int, now: float) -> bool:
         """Whether endpoint `i` may take a request of this route now."""
@@ -140,3 +177,33 @@ class Route:
             return 0
         return (token_cost(prompt_tokens, self.price.input_per_mtok_nano)
                 + token_cost(output_tokens, self.price.output_per_mtok_nano))
+
+    def prompt_bound(self, call: Call) -> int:
+        """The most tokens `call`'s prompt counts here, its media parts at this route's bounds."""
+        return call.prompt_bound(self.part_tokens)
+
+    def worst_case(self, call: Call) -> tuple[int, int]:
+        """(tokens, cost in nano-dollars) `call` can use here at most: over every prompt size p up to
+        its bound, p tokens in and, per choice, min(max_tokens, the model's output limit, window - p)."""
+        prompt = self.prompt_bound(call)
+        price = self.price
+        in_nano, out_nano = (price.input_per_mtok_nano, price.output_per_mtok_nano) if price else (0, 0)
+        if call.endpoint == "embeddings":
+            return prompt, token_cost(prompt, in_nano)
+        window = self.window()
+        limit = call.max_tokens if call.max_tokens is not None else (call.blind_max_tokens if window is None else None)
+        if (model_limit := self.output_limit()) is not None:
+            limit = model_limit if limit is None else min(limit, model_limit)
+        if window is None:
+            output = (limit or 0) * call.n
+            return prompt + output, token_cost(prompt, in_nano) + token_cost(output, out_nano)
+        # Both totals are piecewise linear in p, so their maxima are at the ends or at the bend.
+        top = min(prompt, window)
+        bend = window - limit if limit is not None else 0
+        tokens = cost = 0
+        for p in {0, top, min(max(bend, 0), top)}:
+            per_choice = window - p if limit is None else min(limit, window - p)
+            output = max(per_choice, 0) * call.n
+            tokens = max(tokens, p + output)
+            cost = max(cost, token_cost(p, in_nano) + token_cost(output, out_nano))
+        return tokens, cost

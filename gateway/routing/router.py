@@ -23,16 +23,15 @@ from typing import Any
 from gateway.call import Call
 from gateway.config import Config, ModelConfig
 from gateway.errors import GatewayError
-from gateway.money import NANO_PER_USD, nano_to_usd, usd_to_nano
+from gateway.money import NANO_PER_USD, nano_to_usd
 from gateway.redact import without_credentials
+from gateway.routing.eligibility import BYTES_PER_TOKEN, eligible
 from gateway.routing.health import OPEN
 from gateway.routing.route import Endpoint, Route
 
 TYPICAL_OUTPUT_TOKENS = 256  # answers are usually far shorter than max_tokens; rank by a typical one
 NOMINAL_PROMPT_TOKENS = 1000  # the request /admin/routes ranks for
-BYTES_PER_TOKEN = 4  # a prompt's byte count over this estimates its tokens (proxy.py bills the same way)
 MAX_RETRY_AFTER_S = 3600.0  # a garbled Retry-After must not take a route out for longer
-NARROWING_FIELDS = frozenset({"providers", "max_price_per_mtok"})
 
 
 # One attempt a request may make: a route, and whether only a pool member with room will do.
@@ -62,12 +61,8 @@ class Router:
 
     def plan(self, model: ModelConfig, call: Call, route_header: str | None = None) -> list[Candidate]:
         """The attempts this request may make, best first; 503 when no route can serve now."""
-        routes = self.routes[model.name]
-        if call.narrowing is not None or route_header:
-            routes = _narrow(model.name, routes, call.narrowing, route_header)
+        routes = eligible(model.name, self.routes[model.name], call, route_header)
         prompt = -(-call.prompt_tokens_bound // BYTES_PER_TOKEN)
-        if any(route.context_window is not None for route in routes):
-            routes = _fitting(model.name, routes, call, prompt)
         now = self._clock()
         output = 0 if call.endpoint == "embeddings" else min(call.max_tokens or TYPICAL_OUTPUT_TOKENS,
                                                                 TYPICAL_OUTPUT_TOKENS) * call.n
@@ -231,6 +226,9 @@ class Router:
             "price_per_mtok_usd": None if price is None else {
                 "input": nano_to_usd(price.input_per_mtok_nano), "output": nano_to_usd(price.output_per_mtok_nano)},
             "hourly_cost_usd": None if hourly is None else nano_to_usd(hourly),
+            "published": _published(route), "price_differs": route.price_differs(),
+            "context_window": route.window(), "max_output_tokens": route.output_limit(),
+            "features": sorted(route.features),
             "ttft_s": ttft, "tpot_s": tpot, "latency_samples": route.ttft.samples,
             "expected_latency_s": (ttft or 0.0) + (tpot or 0.0) * TYPICAL_OUTPUT_TOKENS,
             "max_inflight": route.provider.max_inflight if route.is_pool else None,
@@ -283,61 +281,15 @@ class Router:
                             headers={"retry-after": str(max(1, math.ceil(wait)))})
 
 
+def _published(route: Route) -> dict[str, Any] | None:
+    """What the provider's /models says of the route's model, beside what config says."""
+    card = route.published()
+    if card is None:
+        return None
+    return {"context_window": card.context_window, "max_output_tokens": card.max_output_tokens,
+            "price_per_mtok_usd": {"input": nano_to_usd(card.input_per_mtok_nano),
+                                   "output": nano_to_usd(card.output_per_mtok_nano)} if card.priced else None}
+
+
 def _first(entry: tuple) -> tuple:
     return entry[0]
-
-
-def _fitting(model: str, routes: list[Route], call: Call, prompt: int) -> list[Route]:
-    """The routes whose context window the request can fit, by its prompt's estimate (bytes / 4)
-    and its max_tokens; a 400 when none is left."""
-    output = 0 if call.endpoint == "embeddings" else call.max_tokens or 1
-
-    def needs(route: Route) -> int:
-        return prompt + call.prompt_bound(route.part_tokens) - call.prompt_tokens_bound + output
-
-    kept = [r for r in routes if r.context_window is None or needs(r) <= r.context_window]
-    if kept:
-        return kept
-    widest = max(routes, key=lambda r: r.context_window or 0)
-    param = "max_tokens" if output > (widest.context_window or 0) else "messages"
-    raise GatewayError(400, f"This model's maximum context length is {widest.context_window} tokens; this request "
-                       f"needs about {needs(widest)} ({needs(widest) - output} in the prompt, {output} to generate). "
-                       "Shorten the messages or lower max_tokens.", param=param, code="context_length_exceeded")
-
-
-def _narrow(model: str, routes: list[Route], body_field: dict[str, Any] | None,
-            header: str | None) -> list[Route]:
-    """The routes a client's `x-gateway-route` header and `gateway` body field leave; never more."""
-    allowed: set[str] | None = None
-    if header:
-        allowed = {part.strip() for part in header.split(",") if part.strip()}
-    max_price: int | None = None
-    if body_field:
-        unknown = set(body_field) - NARROWING_FIELDS
-        if unknown:
-            raise GatewayError(400, f"unknown field 'gateway.{sorted(unknown)[0]}' (known: "
-                               f"{', '.join(sorted(NARROWING_FIELDS))})", param=f"gateway.{sorted(unknown)[0]}")
-        providers = body_field.get("providers")
-        if providers is not None:
-            if not isinstance(providers, list) or not all(isinstance(p, str) for p in providers):
-                raise GatewayError(400, "'gateway.providers' must be an array of provider names",
-                                   param="gateway.providers")
-            allowed = set(providers) if allowed is None else allowed & set(providers)
-        price = body_field.get("max_price_per_mtok")
-        if price is not None:
-            if isinstance(price, bool) or not isinstance(price, (int, float)) or price < 0:
-                raise GatewayError(400, "'gateway.max_price_per_mtok' must be a number of USD, 0 or more",
-                                   param="gateway.max_price_per_mtok")
-            max_price = usd_to_nano(price)
-    kept = [r for r in routes if (allowed is None or r.name in allowed) and (
-        max_price is None or r.price is None
-        or max(r.price.input_per_mtok_nano, r.price.output_per_mtok_nano) <= max_price)]
-    if not kept:
-        known = ", ".join(r.name for r in routes)
-        wanted = f"providers {sorted(allowed)}" if allowed is not None else "routes"
-        if max_price is not None:
-            wanted += f" at most {nano_to_usd(max_price):g} USD per million tokens"
-        raise GatewayError(400, f"no route of model '{model}' matches the requested {wanted} (routes: {known})",
-                           param="gateway.providers" if max_price is None else "gateway.max_price_per_mtok",
-                           code="no_matching_route")
-    return kept

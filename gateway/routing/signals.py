@@ -12,14 +12,13 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 import aiohttp
-import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.background import Periodic, stop_all
 from gateway.config import Config, ProviderConfig
+from gateway.routing.cards import parse_cards
 from gateway.routing.route import Endpoint
 from gateway.routing.router import Router
 from gateway.upstream.client import request_headers
@@ -65,18 +64,6 @@ def _load_lines(text: str) -> str:
     """Only the lines of the gauges read: vLLM's page is about 50 KB, mostly histograms, and
     the parser takes 7 ms over all of it against 0.2 ms over these (bench/scrape.py)."""
     return "\n".join(line for line in text.splitlines() if line.startswith(_LOAD_PREFIXES))
-
-
-def parse_models(body: bytes) -> frozenset[str] | None:
-    """Model ids of an OpenAI `/models` answer (`{"data": [{"id": ...}]}`, or a bare list)."""
-    try:
-        doc: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    cards = doc.get("data") if isinstance(doc, dict) else doc
-    if not isinstance(cards, list):
-        return None
-    return frozenset(str(card["id"]) for card in cards if isinstance(card, dict) and "id" in card)
 
 
 class Signals:
@@ -162,12 +149,14 @@ class Signals:
     async def poll_models(self, provider: ProviderConfig, endpoint: Endpoint) -> None:
         """One /models round; a failed poll keeps the last list known."""
         status, body = await self._get(endpoint.url + "/models", request_headers(provider), MODELS_TIMEOUT_S)
-        models = parse_models(body) if status == 200 else None
-        if models is None:
+        cards = parse_cards(body, provider.profile.published_price_unit_usd) if status == 200 else None
+        if cards is None:
             return
+        models = frozenset(cards)
         if endpoint.models is not None and models != endpoint.models:
             log.info("provider %s at %s now lists %d models", provider.name, endpoint.url, len(models))
         endpoint.models = models
+        endpoint.cards = cards
 
     async def _get(self, url: str, headers: dict[str, str], timeout_s: float) -> tuple[int, bytes]:
         """(status, body); status UNREACHABLE or TIMED_OUT when there was no answer."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.ids import new_id
-from gateway.store.windows import SETTLED_GRACE_MS
+from gateway.store.windows import SETTLED_GRACE_MS, retry_after_s
 
 SETTLED_GRACE_S = SETTLED_GRACE_MS / 1000
 
@@ -39,6 +39,9 @@ class Hold:
     day: str  # UTC calendar day, "YYYY-MM-DD"
     month: str  # UTC calendar month, "YYYY-MM"
     ttl_s: float = 600.0  # a reservation left by a crashed gateway expires after this
+    # The least `tokens` may shrink to against tpm when the minute has less left (the prompt's bound):
+    # set when the output part is no client's limit, since tpm is a rate, not money. None: all of it.
+    tpm_floor: int | None = None
     # Chosen before the call, so that a reservation whose answer was lost can still be released.
     reservation_id: str = field(default_factory=new_id)
 
@@ -62,6 +65,18 @@ class Admission:
     tokens_remaining: int | None = None
     requests_reset_s: float = 0.0
     tokens_reset_s: float = 0.0
+
+
+def refused(limit: str, wait_ms: float, limits: Limits, requests: int = 0, counted_tokens: int = 0) -> Admission:
+    """A refusal, with the figures of the rate limit that refused for its x-ratelimit-* headers."""
+    retry = retry_after_s(wait_ms)
+    if limit == "rpm" and limits.rpm is not None:
+        return Admission(False, refused_by=limit, retry_after_s=retry,
+                         requests_remaining=max(limits.rpm - requests, 0), requests_reset_s=retry)
+    if limit == "tpm" and limits.tpm is not None:
+        return Admission(False, refused_by=limit, retry_after_s=retry,
+                         tokens_remaining=max(limits.tpm - counted_tokens, 0), tokens_reset_s=retry)
+    return Admission(False, refused_by=limit, retry_after_s=retry)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from itertools import islice
 
-from gateway.store.base import SETTLED_GRACE_S, Admission, DailyUsage, Hold, KeyRecord, Limits, UsageRecord
+from gateway.store.base import (
+    SETTLED_GRACE_S,
+    Admission,
+    DailyUsage,
+    Hold,
+    KeyRecord,
+    Limits,
+    UsageRecord,
+    refused,
+)
 from gateway.store.windows import (
     HELD_RETRY_MS,
     ROUTE_FIELDS,
@@ -83,12 +92,15 @@ class MemoryStore:
         counted = team.window_tokens + team.held["tokens"]
 
         if limits.rpm is not None and requests + 1 > limits.rpm:
-            return _refused("rpm", _requests_wait(team, limits.rpm, now))
-        if limits.tpm is not None and counted + hold.tokens > limits.tpm:
+            return refused("rpm", _requests_wait(team, limits.rpm, now), limits, requests=requests)
+        tokens = hold.tokens
+        if limits.tpm is not None and hold.tpm_floor is not None and counted + tokens > limits.tpm:
+            tokens = max(hold.tpm_floor, limits.tpm - counted)  # tpm is a rate: see Hold.tpm_floor
+        if limits.tpm is not None and counted + tokens > limits.tpm:
             wait = WINDOW_MS
-            if hold.tokens <= limits.tpm:
-                wait = _tokens_wait(team, counted + hold.tokens - limits.tpm, now)
-            return _refused("tpm", wait)
+            if tokens <= limits.tpm:
+                wait = _tokens_wait(team, counted + tokens - limits.tpm, now)
+            return refused("tpm", wait, limits, counted_tokens=counted)
         if limits.budget_day_nano is not None:
             day = team.days.get(hold.day)
             refusal = _over_budget("budget_day", day.cost_nano if day else 0, team.held["d:" + hold.day],
@@ -103,17 +115,15 @@ class MemoryStore:
 
         expires_ms = now + round(hold.ttl_s * 1000)
         team.requests.append((now, reservation_id))
-        team.reservations[reservation_id] = _Reservation(
-            hold.tokens, hold.cost_nano, hold.day, hold.month, expires_ms
-        )
+        team.reservations[reservation_id] = _Reservation(tokens, hold.cost_nano, hold.day, hold.month, expires_ms)
         heapq.heappush(team.expiries, (expires_ms, reservation_id))
-        _hold(team, hold.tokens, hold.cost_nano, hold.day, hold.month, sign=1)
+        _hold(team, tokens, hold.cost_nano, hold.day, hold.month, sign=1)
         tokens_reset_ms = team.tokens[-1][0] + WINDOW_MS - now if team.tokens else 0
         return Admission(
             admitted=True,
             reservation_id=reservation_id,
             requests_remaining=None if limits.rpm is None else limits.rpm - requests - 1,
-            tokens_remaining=None if limits.tpm is None else limits.tpm - counted - hold.tokens,
+            tokens_remaining=None if limits.tpm is None else limits.tpm - counted - tokens,
             requests_reset_s=WINDOW_MS / 1000,
             tokens_reset_s=tokens_reset_ms / 1000,
         )

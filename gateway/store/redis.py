@@ -47,6 +47,7 @@ from gateway.store.base import (
     Limits,
     StoreUnavailable,
     UsageRecord,
+    refused,
 )
 from gateway.store.redis_scripts import SCRIPTS
 from gateway.store.resp import ReplyError, RespClient
@@ -112,12 +113,12 @@ class RedisStore:
             reservation_id, hold.tokens, hold.cost_nano, hold.day, hold.month,
             round(hold.ttl_s * 1000), _limit(limits.rpm), _limit(limits.tpm),
             _limit(limits.budget_day_nano), _limit(limits.budget_month_nano),
-            next_day_ms(hold.day), next_month_ms(hold.month), HELD_RETRY_MS,
+            next_day_ms(hold.day), next_month_ms(hold.month), HELD_RETRY_MS, _limit(hold.tpm_floor),
         )
         reply = await self._fast_run("admit", keys, args)
         admitted, refused_by, wait_ms, requests, tokens, tokens_reset_ms = reply
         if not admitted:
-            return Admission(admitted=False, refused_by=refused_by.decode(), retry_after_s=retry_after_s(wait_ms))
+            return refused(refused_by.decode(), wait_ms, limits, requests, tokens)
         if requests < 0:  # this id was admitted already: nothing more was held
             return Admission(admitted=True, reservation_id=reservation_id)
         return Admission(

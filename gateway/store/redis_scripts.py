@@ -168,7 +168,8 @@ end
 _ADMIT = """
 -- KEYS: rpm, tpm, tpm:total, reservations, reservations:expiry, held, day:<day>, month:<month>
 -- ARGV: id, tokens, cost, day, month, ttl ms, rpm, tpm, budget day, budget month,
---       day end ms, month end ms, retry ms while held (limits are '' when unlimited)
+--       day end ms, month end ms, retry ms while held, the least tokens a tpm hold may shrink to
+--       ('' when it may not: the request named its max_tokens) (limits are '' when unlimited)
 local rpm_log, tpm_log, tpm_total, reservations, expiry, held, day_usage, month_spend = unpack(KEYS)
 local id, tokens_s, cost_s, day, month = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local bad = check_amounts({tokens_s, cost_s, ARGV[6]}) or check_amounts({ARGV[7], ARGV[8], ARGV[9], ARGV[10]}, true)
@@ -191,13 +192,19 @@ local requests = redis.call('ZCARD', rpm_log)
 local counted = window_tokens(tpm_log, tpm_total, now) + num(redis.call('HGET', held, 'tokens'))
 
 if rpm and requests + 1 > rpm then
-  if rpm < 1 then return {0, 'rpm', WINDOW, 0, 0, 0} end
+  if rpm < 1 then return {0, 'rpm', WINDOW, requests, 0, 0} end
   -- One more fits once the oldest (requests + 1 - rpm) have left the window.
   local leaving = redis.call('ZRANGE', rpm_log, requests - rpm, requests - rpm, 'WITHSCORES')
-  return {0, 'rpm', tonumber(leaving[2]) + WINDOW - now, 0, 0, 0}
+  return {0, 'rpm', tonumber(leaving[2]) + WINDOW - now, requests, 0, 0}
+end
+local floor = tonumber(ARGV[14])
+if tpm and floor and counted + tokens > tpm then
+  -- tpm is a rate, not money: an output nobody capped holds what the minute has left.
+  tokens = math.max(floor, tpm - counted)
+  tokens_s = string.format('%d', tokens)
 end
 if tpm and counted + tokens > tpm then
-  if tokens > tpm then return {0, 'tpm', WINDOW, 0, 0, 0} end
+  if tokens > tpm then return {0, 'tpm', WINDOW, 0, counted, 0} end
   -- Walk the window from its oldest entry until enough tokens would have left it.
   local excess, freed, at = counted + tokens - tpm, 0, now - WINDOW
   local entries = redis.call('ZRANGE', tpm_log, 0, -1, 'WITHSCORES')
@@ -206,7 +213,7 @@ if tpm and counted + tokens > tpm then
     at = tonumber(entries[i + 1])
     if freed >= excess then break end
   end
-  return {0, 'tpm', at + WINDOW - now, 0, 0, 0}
+  return {0, 'tpm', at + WINDOW - now, 0, counted, 0}
 end
 -- A budget refuses for good when what is spent leaves no room; while only requests in flight
 -- are in the way, it refuses for a moment (they settle, usually for less than they hold).

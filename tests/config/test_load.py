@@ -247,17 +247,18 @@ def test_unsupported_params_policy_is_drop_or_reject() -> None:
     ({"serverr": {}},
      "serverr: unknown setting (allowed here: models, providers, routing, server, store, teams, upstream)"),
     ({"server": {"wokers": 2}},
-     "server.wokers: unknown setting (allowed here: admin_key, body_timeout_s, header_timeout_s, host, "
-     "keepalive_timeout_s, log_level, max_body_bytes, max_connections, max_output_tokens, port, shutdown_grace_s, "
-     "workers)"),
+     "server.wokers: unknown setting (allowed here: admin_key, body_timeout_s, cors_origins, header_timeout_s, "
+     "host, keepalive_timeout_s, log_level, max_body_bytes, max_connections, max_output_tokens, port, "
+     "shutdown_grace_s, workers)"),
     ({"providers": {"deepinfra": {"apikey": "k"}}},
-     "providers.deepinfra.apikey: unknown setting (allowed here: abandoned_streams, api_key, base_url, endpoints, "
-     "headers, hourly_cost_usd, kind, limits, max_inflight, max_waiting, timeouts, unsupported_params)"),
+     "providers.deepinfra.apikey: unknown setting (allowed here: abandoned_streams, api_key, base_url, "
+     "capabilities, endpoints, headers, hourly_cost_usd, kind, limits, max_inflight, max_waiting, timeouts, "
+     "unsupported_params)"),
     ({"providers": {"pool": {"kind": "vllm", "timeouts": {"read_s": 3}}}},
      "providers.pool.timeouts.read_s: unknown setting (allowed here: connect_s, first_byte_s, idle_s, total_s)"),
     (small(m={"routes": [{"provider": "pool", "model": "x", "pricing": {}}]}),
-     "models.m.routes[0].pricing: unknown setting (allowed here: context_window, model, part_tokens, price, "
-     "provider)"),
+     "models.m.routes[0].pricing: unknown setting (allowed here: capabilities, context_window, max_output_tokens, "
+     "model, part_tokens, price, provider)"),
     (small(m={"routes": [{"provider": "pool", "model": "x", "price": {"input": 1}}]}),
      "models.m.routes[0].price.input: unknown setting (allowed here: input_per_mtok, output_per_mtok)"),
     ({"teams": {"research": {"budget_usd": {"week": 5}}}},

@@ -104,8 +104,10 @@ def model_card(model: str, profile: Profile, prices: Prices, context_len: int,
                             "pricing": {"input_tokens": prices.in_per_mtok,
                                         "output_tokens": prices.out_per_mtok}}
     elif profile.kind == "novita":
-        card.update(input_token_price_per_m=prices.in_per_mtok,
-                    output_token_price_per_m=prices.out_per_mtok, context_size=context_len)
+        # Novita publishes prices in units of 1/10,000 USD per million tokens.
+        card.update(input_token_price_per_m=round(prices.in_per_mtok * 10_000),
+                    output_token_price_per_m=round(prices.out_per_mtok * 10_000), context_size=context_len,
+                    max_output_tokens=context_len)
     elif profile.kind == "vllm":
         card.update(root=model, parent=None, max_model_len=context_len)
     return card

@@ -11,7 +11,8 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.routing import Router, Signals
-from gateway.routing.signals import parse_load, parse_models
+from gateway.routing.cards import parse_cards
+from gateway.routing.signals import parse_load
 from tests.fakes import FakeProvider
 from tests.waiting import keeps_holding
 
@@ -41,10 +42,10 @@ def test_parse_load_reads_the_whole_page_of_a_real_vllm_server_under_load() -> N
     assert load["running"] == 24.0 and load["waiting"] == 0.0 and 0.04 < load["kv"] < 0.042
 
 
-def test_parse_models_reads_openai_lists_and_bare_lists() -> None:
-    assert parse_models(b'{"object":"list","data":[{"id":"a"},{"id":"b"}]}') == {"a", "b"}
-    assert parse_models(b'[{"id":"a"}]') == {"a"}
-    assert parse_models(b"<html>") is None and parse_models(b'{"error":"x"}') is None
+def test_parse_cards_reads_openai_lists_and_bare_lists() -> None:
+    assert set(parse_cards(b'{"object":"list","data":[{"id":"a"},{"id":"b"}]}')) == {"a", "b"}
+    assert set(parse_cards(b'[{"id":"a"}]')) == {"a"}
+    assert parse_cards(b"<html>") is None and parse_cards(b'{"error":"x"}') is None
 
 
 def build(fakes: dict[str, FakeProvider], models_poll_s: float = 60,

@@ -261,6 +261,36 @@ async def test_tpm_counts_in_flight_and_settled_tokens(store: Store) -> None:
     assert 58 <= late.retry_after_s <= 60  # when the settled 10 tokens leave the window
 
 
+async def test_a_refusal_reports_the_figures_of_the_limit_that_refused(store: Store) -> None:
+    for _ in range(2):
+        await store.admit(hold(tokens=30), Limits(rpm=2, tpm=100))
+    by_rpm = await store.admit(hold(tokens=30), Limits(rpm=2, tpm=100))
+    assert (by_rpm.refused_by, by_rpm.requests_remaining, by_rpm.tokens_remaining) == ("rpm", 0, None)
+    assert by_rpm.requests_reset_s == by_rpm.retry_after_s
+    by_tpm = await store.admit(hold(tokens=50), Limits(tpm=100))
+    assert (by_tpm.refused_by, by_tpm.tokens_remaining, by_tpm.requests_remaining) == ("tpm", 40, None)
+
+
+async def test_a_tpm_hold_with_a_floor_shrinks_to_what_the_minute_has_left(store: Store) -> None:
+    limits = Limits(tpm=1_000)
+    await store.admit(hold(tokens=700), limits)
+    flexible = Hold(team="research", tokens=5_000, cost_nano=1_000, day=DAY, month=MONTH, tpm_floor=200)
+    admitted = await store.admit(flexible, limits)
+    assert admitted.admitted and admitted.tokens_remaining == 0  # held 300, not 5,000
+    too_big = Hold(team="research", tokens=5_000, cost_nano=1_000, day=DAY, month=MONTH, tpm_floor=1)
+    assert (await store.admit(too_big, limits)).refused_by == "tpm"  # nothing left at all
+    # Its release gives back the 300 it held, no more.
+    await store.release("research", admitted.reservation_id, 600)
+    assert (await store.admit(hold(tokens=300), limits)).tokens_remaining == 0
+
+
+async def test_a_prompt_above_the_floor_of_what_is_left_is_still_refused(store: Store) -> None:
+    limits = Limits(tpm=1_000)
+    await store.admit(hold(tokens=900), limits)
+    flexible = Hold(team="research", tokens=5_000, cost_nano=1_000, day=DAY, month=MONTH, tpm_floor=200)
+    assert (await store.admit(flexible, limits)).refused_by == "tpm"
+
+
 async def test_tpm_refuses_a_request_larger_than_the_limit_for_a_full_window(store: Store) -> None:
     refused = await store.admit(hold(tokens=101), Limits(tpm=100))
 

@@ -8,9 +8,10 @@ import orjson
 import pytest
 
 from gateway.call import Call, read_call
-from gateway.config import ProviderConfig, parse_config
+from gateway.config import ProviderConfig, RouteConfig, RoutingConfig, parse_config
 from gateway.errors import GatewayError
-from gateway.upstream.adapt import upstream_body
+from gateway.routing import Endpoint, Route
+from gateway.upstream.adapt import Outgoing, upstream_body
 
 HELLO = [{"role": "user", "content": "Hello"}]
 
@@ -25,13 +26,22 @@ def chat(**fields: Any) -> Call:
     return read_call(orjson.dumps({"model": "llama-3.1-8b", "messages": HELLO, **fields}), "chat")
 
 
-def sent(call: Call, to: ProviderConfig, upstream_model: str = "upstream/model-id") -> dict[str, Any]:
-    return orjson.loads(upstream_body(call, to, upstream_model))
+def route_to(to: ProviderConfig, upstream_model: str = "upstream/model-id", **spec: Any) -> Route:
+    config = RouteConfig(provider=to.name, model=upstream_model, **spec)
+    return Route("llama-3.1-8b", to, config, 0, [Endpoint("http://127.0.0.1:9/v1")], RoutingConfig())
+
+
+def outgoing(call: Call, to: ProviderConfig, **route: Any) -> Outgoing:
+    return upstream_body(call, route_to(to, **route))
+
+
+def sent(call: Call, to: ProviderConfig, upstream_model: str = "upstream/model-id", **route: Any) -> dict[str, Any]:
+    return orjson.loads(outgoing(call, to, upstream_model=upstream_model, **route).body)
 
 
 def refused(call: Call, to: ProviderConfig) -> GatewayError:
     with pytest.raises(GatewayError) as caught:
-        upstream_body(call, to, "upstream/model-id")
+        outgoing(call, to)
     assert caught.value.status == 400
     assert caught.value.type == "invalid_request_error"
     return caught.value
@@ -80,12 +90,12 @@ def test_an_unsupported_param_is_dropped_by_default() -> None:
 def test_an_unsupported_param_is_refused_when_the_provider_rejects_them() -> None:
     error = refused(chat(logit_bias={"50256": -100}), provider("deepinfra", unsupported_params="reject"))
     assert (error.message, error.param, error.code) == (
-        "'logit_bias' is not supported by provider 'deepinfra'", "logit_bias", "unsupported_parameter")
+        "'logit_bias' is not supported by provider 'deepinfra' on /chat", "logit_bias", "unsupported_parameter")
 
 
 def test_the_refusal_names_the_configured_provider_not_its_kind() -> None:
     error = refused(chat(top_k=40), provider("netmind", name="nm-eu", unsupported_params="reject"))
-    assert error.message == "'top_k' is not supported by provider 'nm-eu'"
+    assert error.message == "'top_k' is not supported by provider 'nm-eu' on /chat"
 
 
 def test_supported_params_pass_unchanged() -> None:
@@ -220,3 +230,85 @@ def test_embeddings_input_passes_through_unchanged(value: Any) -> None:
     call = read_call(orjson.dumps({"model": "e5", "input": value, "encoding_format": "float"}), "embeddings")
     body = sent(call, provider("deepinfra"), "BAAI/bge-m3")
     assert body == {"input": value, "encoding_format": "float", "model": "BAAI/bge-m3"}
+
+
+# --- what a provider is sent: the endpoint's parameters, the authority's unknowns, features --------
+
+
+@pytest.mark.parametrize("kind", ["openai", "vllm"])
+def test_a_parameter_the_gateway_does_not_know_goes_to_the_apis_authorities(kind: str) -> None:
+    out = outgoing(chat(brand_new_knob={"level": 3}), provider(kind))
+    assert orjson.loads(out.body)["brand_new_knob"] == {"level": 3} and out.dropped == ()
+
+
+@pytest.mark.parametrize("kind", ["netmind", "deeptrin", "novita", "deepinfra"])
+def test_a_parameter_the_gateway_does_not_know_is_dropped_and_listed_elsewhere(kind: str) -> None:
+    out = outgoing(chat(brand_new_knob=1, seed=3), provider(kind))
+    assert "brand_new_knob" not in orjson.loads(out.body) and "brand_new_knob" in out.dropped
+
+
+@pytest.mark.parametrize("kind", ["openai", "vllm", "novita"])
+def test_a_parameter_of_another_endpoint_is_never_sent(kind: str) -> None:
+    out = outgoing(chat(suffix="the end"), provider(kind))
+    assert "suffix" not in orjson.loads(out.body) and out.dropped == ("suffix",)
+    embed = read_call(orjson.dumps({"model": "m", "input": "hi", "temperature": 0.3}), "embeddings")
+    out = outgoing(embed, provider(kind))
+    assert "temperature" not in orjson.loads(out.body) and out.dropped == ("temperature",)
+
+
+def test_what_openai_added_lately_reaches_openai() -> None:
+    fields = {"verbosity": "low", "web_search_options": {}, "safety_identifier": "u-9", "prompt_cache_key": "k",
+              "reasoning_effort": "low", "max_completion_tokens": 300}
+    out = outgoing(chat(**fields), provider("openai"))
+    assert {k: orjson.loads(out.body)[k] for k in fields} == fields and out.dropped == ()
+
+
+def test_vllm_is_sent_its_own_extensions() -> None:
+    fields = {"parallel_tool_calls": False, "chat_template_kwargs": {"enable_thinking": False},
+              "guided_json": {"type": "object"}, "structured_outputs": {"choice": ["a", "b"]},
+              "continue_final_message": True, "add_generation_prompt": False, "skip_special_tokens": False,
+              "include_stop_str_in_output": True, "reasoning_effort": "low", "min_tokens": 2}
+    out = outgoing(chat(**fields), provider("vllm", unsupported_params="reject"))
+    assert {k: orjson.loads(out.body)[k] for k in fields} == fields and out.dropped == ()
+
+
+def test_a_feature_declared_in_config_sends_its_parameters() -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    call = chat(tools=tools, tool_choice="auto")
+    assert "tools" not in sent(call, provider("netmind"))
+    body = sent(call, provider("netmind", capabilities={"tools": True}))
+    assert body["tools"] == tools and body["tool_choice"] == "auto"
+    body = sent(call, provider("netmind"), capabilities={"tools": True})  # or on one route only
+    assert body["tools"] == tools
+
+
+def test_a_parameter_that_changes_nothing_without_its_feature_is_dropped_and_listed() -> None:
+    out = outgoing(chat(response_format={"type": "text"}, logprobs=False, metadata={"a": "b"}), provider("netmind"))
+    assert set(out.dropped) == {"response_format", "logprobs", "metadata"}
+
+
+def test_base64_embeddings_are_asked_as_floats_where_the_provider_has_only_floats() -> None:
+    call = read_call(orjson.dumps({"model": "m", "input": "hi", "encoding_format": "base64"}), "embeddings")
+    assert call.wants_base64
+    out = outgoing(call, provider("deepinfra"))
+    assert "encoding_format" not in orjson.loads(out.body) and out.dropped == ()
+    assert orjson.loads(outgoing(call, provider("openai")).body)["encoding_format"] == "base64"
+
+
+# --- max_tokens where the client named none ----------------------------------------------------
+
+
+def test_a_cap_is_sent_only_where_the_routes_window_is_unknown() -> None:
+    call = chat()
+    call.blind_max_tokens = 4096
+    assert sent(call, provider("deepinfra"))["max_tokens"] == 4096
+    assert "max_tokens" not in sent(call, provider("deepinfra"), context_window=131072)
+    assert "max_completion_tokens" not in sent(call, provider("openai"), context_window=128000)
+
+
+def test_the_clients_own_limit_keeps_its_name_where_the_provider_takes_it() -> None:
+    call = chat(max_completion_tokens=50)
+    call.blind_max_tokens = 4096
+    assert sent(call, provider("openai"))["max_completion_tokens"] == 50
+    assert sent(call, provider("vllm"))["max_completion_tokens"] == 50
+    assert sent(call, provider("netmind"))["max_tokens"] == 50
