@@ -13,16 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from itertools import islice
 
-from gateway.store.base import (
-    SETTLED_GRACE_S,
-    Admission,
-    DailyUsage,
-    Hold,
-    KeyRecord,
-    Limits,
-    UsageRecord,
-    refused,
-)
+from gateway.store.base import SETTLED_GRACE_S, Admission, DailyUsage, Hold, KeyRecord, Limits, UsageRecord, refused
 from gateway.store.windows import (
     HELD_RETRY_MS,
     ROUTE_FIELDS,

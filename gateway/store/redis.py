@@ -51,15 +51,7 @@ from gateway.store.base import (
 )
 from gateway.store.redis_scripts import SCRIPTS
 from gateway.store.resp import ReplyError, RespClient
-from gateway.store.windows import (
-    HELD_RETRY_MS,
-    ROUTE_FIELDS,
-    WINDOW_MS,
-    check_amounts,
-    next_day_ms,
-    next_month_ms,
-    retry_after_s,
-)
+from gateway.store.windows import HELD_RETRY_MS, ROUTE_FIELDS, WINDOW_MS, check_amounts, next_day_ms, next_month_ms
 
 USAGE_TTL_S = 400 * 86_400  # daily usage outlives a year of reports
 
