@@ -19,6 +19,9 @@ fi
 # wrk, hey, nginx and matplotlib for the benchmark's smoke run (not LiteLLM: only --compare needs it).
 bash bench/setup.sh
 
+# The openai Node SDK for the client tests (cached outside the repository).
+bash tests/clients/setup.sh
+
 # The real vLLM server for the tests marked `vllm`; a second run reuses the cache.
 bash scripts/vllm-env.sh
 

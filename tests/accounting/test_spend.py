@@ -168,6 +168,11 @@ def test_rate_limit_refuses_with_retry_after_and_openai_headers(fakes, redis_pro
     refused = answers[3]
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
     assert 1 <= int(refused.headers["retry-after"]) <= 60
+    # The figures of the limit that refused, as OpenAI sends them.
+    assert refused.headers["x-ratelimit-limit-requests"] == "3"
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert refused.headers["x-ratelimit-reset-requests"] == refused.headers["retry-after"] + ".000s"
+    assert refused.headers["x-request-id"]
 
 
 def test_spent_budget_is_insufficient_quota(fakes, redis_process):
@@ -177,6 +182,18 @@ def test_spent_budget_is_insufficient_quota(fakes, redis_process):
     assert answer.status_code == 429
     assert answer.json()["error"]["code"] == answer.json()["error"]["type"] == "insufficient_quota"
     assert [r for r in fakes["openai"].requests if r.method == "POST"] == []
+    # Retrying cannot help until the day turns: the SDKs are told not to, and never to wait long.
+    assert answer.headers["x-should-retry"] == "false"
+    assert 1 <= int(answer.headers["retry-after"]) <= 60
+
+
+def test_an_upstream_429_carries_no_team_headroom(fakes, redis_process):
+    fakes["openai"].fail_next(1, status=429, headers={"retry-after": "2"})
+    with GatewayProcess(config(fakes, redis_process.url, rpm=100)) as gw:
+        answer = httpx.post(gw.base_url + "/chat/completions", headers={"authorization": f"Bearer {KEY}"},
+                            json={"model": "m-openai", "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 429
+    assert not [name for name in answer.headers if name.startswith("x-ratelimit-")]
 
 
 def test_keys_decide_the_team_and_its_models(fakes, redis_process):

@@ -9,8 +9,12 @@ names the parameter. A model whose first route cannot do a feature is served by 
 from __future__ import annotations
 
 import base64
+import json
+import os
 import struct
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -237,3 +241,39 @@ def test_what_a_provider_is_not_sent_is_listed_in_a_header(gw: GatewayProcess, f
     plain = httpx.post(gw.base_url + "/chat/completions", json={"model": "only-netmind", "messages": MESSAGES},
                        timeout=10)
     assert "x-gateway-dropped-params" not in plain.headers
+
+
+# --- the clients people use beside the Python SDK --------------------------------------------------
+
+
+def test_langchain_structured_output_goes_where_json_schema_is_honoured(gw: GatewayProcess) -> None:
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(base_url=gw.base_url, api_key="open", model="m", max_retries=0, timeout=10)
+    assert chat.with_structured_output(Weather).invoke("weather in Paris?") == Weather(city="x", celsius=1)
+
+
+def test_langchain_bind_tools_gets_its_tool_calls(gw: GatewayProcess) -> None:
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+
+    @tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return "sunny"
+
+    chat = ChatOpenAI(base_url=gw.base_url, api_key="open", model="m", max_retries=0, timeout=10)
+    calls = chat.bind_tools([get_weather]).invoke("weather in Paris?").tool_calls
+    assert [(c["name"], c["args"]) for c in calls] == [("get_weather", {"city": "x"})]
+
+
+@pytest.mark.parametrize("kind", ["netmind", "deepinfra", "openai"])
+def test_the_node_sdks_default_embeddings_are_the_providers_vectors(gw: GatewayProcess, kind: str) -> None:
+    node_modules = Path(os.environ.get("GATEWAY_CLIENTS_DIR", Path.home() / ".cache" / "gateway-clients"))
+    script = Path(__file__).resolve().parent.parent / "clients" / "embeddings.cjs"
+    done = subprocess.run(["node", str(script), gw.base_url, f"only-{kind}", "hello", "world"],
+                          env={**os.environ, "NODE_PATH": str(node_modules / "node_modules")},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    vectors = json.loads(done.stdout)
+    assert vectors == [pytest.approx(embedding_vector(text)) for text in ("hello", "world")]
