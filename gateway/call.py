@@ -100,6 +100,8 @@ def read_call(raw: bytes, endpoint: str, max_output_tokens: int = MAX_OUTPUT_TOK
     if not 1 <= n <= 128:
         raise bad_request(f"n must be between 1 and 128, got {n}", param="n")
     _check_stop(body.get("stop"))
+    if endpoint == "embeddings":
+        _check_embedding_options(body)
     narrowing = body.get("gateway")
     if narrowing is not None and not isinstance(narrowing, dict):
         raise bad_request("'gateway' must be an object such as {\"providers\": [\"pool\"]}", param="gateway")
@@ -127,6 +129,16 @@ def _check_stop(stop: Any) -> None:
         return
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
         raise bad_request("'stop' must be a string or an array of strings", param="stop", code="invalid_type")
+
+
+def _check_embedding_options(body: dict[str, Any]) -> None:
+    encoding = body.get("encoding_format")
+    if encoding is not None and encoding not in ("float", "base64"):
+        raise bad_request(f"encoding_format must be 'float' or 'base64', got {encoding[:40]!r}",
+                          param="encoding_format", code="invalid_value")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and dimensions < 1:
+        raise bad_request(f"dimensions must be 1 or more, got {dimensions}", param="dimensions", code="invalid_value")
 
 
 def _chat_prompt(body: dict[str, Any], media: dict[str, int]) -> int:

@@ -364,3 +364,50 @@ def test_the_gateway_field_is_read_as_narrowing() -> None:
 def test_a_gateway_field_that_is_not_an_object_is_refused() -> None:
     error = refused_chat(gateway="pool")
     assert error.param == "gateway"
+
+
+# --- the features a request needs ----------------------------------------------------------------
+
+
+def _needs(endpoint: str, **fields: Any) -> frozenset[str]:
+    base = {"chat": {"messages": [{"role": "user", "content": "hi"}]}, "completions": {"prompt": "hi"},
+            "embeddings": {"input": "hi"}}[endpoint]
+    return read_call(orjson.dumps({"model": "m", **base, **fields}), endpoint).needs
+
+
+@pytest.mark.parametrize(("endpoint", "fields", "needs"), [
+    ("chat", {}, set()),
+    ("chat", {"tools": [{"type": "function", "function": {"name": "f"}}]}, {"chat.tools"}),
+    ("chat", {"tools": [{"type": "function", "function": {"name": "f"}}], "stream": True},
+     {"chat.tools", "chat.tool_streaming"}),
+    ("chat", {"tools": []}, set()),  # no tool to call: nothing changes
+    ("chat", {"response_format": {"type": "json_object"}}, {"chat.json_object"}),
+    ("chat", {"response_format": {"type": "json_schema", "json_schema": {"name": "a"}}}, {"chat.json_schema"}),
+    ("chat", {"response_format": {"type": "text"}}, set()),
+    ("chat", {"logprobs": True}, {"chat.logprobs"}),
+    ("chat", {"logprobs": False, "top_logprobs": 0}, set()),
+    ("chat", {"n": 2}, {"chat.n"}),
+    ("chat", {"modalities": ["text", "audio"]}, {"chat.audio_output"}),
+    ("chat", {"web_search_options": {}}, {"chat.web_search"}),
+    ("chat", {"guided_json": {"type": "object"}}, {"chat.structured_outputs"}),
+    ("completions", {"logprobs": 0}, {"completions.logprobs"}),
+    ("completions", {"echo": True, "suffix": "end", "n": 3}, {"completions.echo", "completions.suffix",
+                                                            "completions.n"}),
+    ("embeddings", {"dimensions": 256, "encoding_format": "base64"}, {"embeddings.dimensions"}),
+])
+def test_a_call_knows_the_features_it_needs(endpoint: str, fields: dict[str, Any], needs: set[str]) -> None:
+    assert _needs(endpoint, **fields) == needs
+
+
+def test_base64_embeddings_are_wanted_but_never_needed() -> None:
+    call = read_call(orjson.dumps({"model": "m", "input": "hi", "encoding_format": "base64"}), "embeddings")
+    assert call.wants_base64 and not call.needs
+
+
+@pytest.mark.parametrize(("fields", "param"), [({"encoding_format": "binary"}, "encoding_format"),
+                                                ({"dimensions": 0}, "dimensions"),
+                                                ({"encoding_format": 1}, "encoding_format")])
+def test_embedding_options_out_of_their_forms_are_refused(fields: dict[str, Any], param: str) -> None:
+    with pytest.raises(GatewayError) as caught:
+        read_call(orjson.dumps({"model": "m", "input": "hi", **fields}), "embeddings")
+    assert caught.value.param == param

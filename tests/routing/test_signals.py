@@ -145,6 +145,35 @@ async def test_model_list_poll_takes_out_a_route_whose_model_the_provider_does_n
             await signals.stop()
 
 
+@pytest.mark.parametrize("kind", ["vllm", "novita", "deepinfra"])
+async def test_a_providers_published_context_window_bounds_its_route(kind: str) -> None:
+    with FakeProvider(kind, max_model_len=32768, price_in_per_mtok=0.27, price_out_per_mtok=0.85) as fake:
+        router, signals = build({"p": fake})
+        route = router.routes["m"][0]
+        assert route.window() is None  # unknown until the provider says
+        try:
+            await signals.poll_once()
+        finally:
+            await signals.stop()
+        assert route.window() == 32768
+        card = route.published()
+        if kind == "vllm":  # vLLM publishes no price: nothing to compare
+            assert not card.priced and not route.price_differs()
+        else:  # Novita's units of 1/10,000 USD read as USD, exactly
+            assert (card.input_per_mtok_nano, card.output_per_mtok_nano) == (270_000_000, 850_000_000)
+            assert route.price_differs()  # the route configures no price
+
+
+def test_parse_cards_reads_each_providers_names_and_refuses_nonsense() -> None:
+    cards = parse_cards(b'{"data": [{"id": "a", "max_model_len": 4096}, {"id": "b", "context_size": -1, '
+                        b'"input_token_price_per_m": "free"}, {"id": "c", "metadata": {"context_length": true, '
+                        b'"max_tokens": 2048, "pricing": {"input_tokens": 0.13, "output_tokens": -1}}}]}')
+    assert cards["a"].context_window == 4096
+    assert cards["b"].context_window is None and cards["b"].input_per_mtok_nano is None
+    assert cards["c"].context_window is None and cards["c"].max_output_tokens == 2048
+    assert cards["c"].input_per_mtok_nano == 130_000_000 and not cards["c"].priced
+
+
 async def test_a_failed_model_poll_keeps_the_last_list() -> None:
     with FakeProvider("novita") as fake:
         router, signals = build({"nv": fake})
