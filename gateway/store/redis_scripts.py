@@ -47,6 +47,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from gateway.store.redis_key_scripts import KEY_SCRIPTS
 from gateway.store.windows import WINDOW_MS
 
 PURGE_BATCH = 1_000  # most expired ids one call purges, so a backlog never blocks Redis long
@@ -349,41 +350,6 @@ return {
 }
 """
 
-_ADD_KEY = """
--- KEYS: by_hash, by_id, revoked, version; ARGV: key id, key hash, record, revoked ('1'/'0')
-local by_hash, by_id, revoked, version = unpack(KEYS)
-local previous = redis.call('HGET', by_id, ARGV[1])
-if previous and previous ~= ARGV[2] then redis.call('HDEL', by_hash, previous) end
-redis.call('HSET', by_hash, ARGV[2], ARGV[3])
-redis.call('HSET', by_id, ARGV[1], ARGV[2])
-if ARGV[4] == '1' then redis.call('SADD', revoked, ARGV[1]) else redis.call('SREM', revoked, ARGV[1]) end
-return redis.call('INCR', version)
-"""
-
-_REVOKE_KEY = """
--- KEYS: by_id, revoked, version; ARGV: key id
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then redis.call('INCR', KEYS[3]) end
-return 1
-"""
-
-_LOOKUP_KEY = """
--- KEYS: by_hash, revoked; ARGV: key hash. The key's record unless it is revoked, in one round trip.
-local record = redis.call('HGET', KEYS[1], ARGV[1])
-if not record then return false end
-local ok, decoded = pcall(cjson.decode, record)
-if not ok or type(decoded) ~= 'table' or redis.call('SISMEMBER', KEYS[2], tostring(decoded.key_id)) == 1 then
-  return false
-end
-return record
-"""
-
-_LIST_KEYS = """
--- KEYS: by_hash, revoked
-return {redis.call('HVALS', KEYS[1]), redis.call('SMEMBERS', KEYS[2])}
-"""
-
-
 @dataclass(frozen=True, slots=True)
 class _Script:
     source: bytes
@@ -400,8 +366,5 @@ SCRIPTS = {
     "release": _Script.of(_RELEASE),
     "settle": _Script.of(_SETTLE),
     "spend": _Script.of(_SPEND),
-    "add_key": _Script.of(_ADD_KEY, common=False),
-    "revoke_key": _Script.of(_REVOKE_KEY, common=False),
-    "list_keys": _Script.of(_LIST_KEYS, common=False),
-    "lookup_key": _Script.of(_LOOKUP_KEY, common=False),
+    **{name: _Script.of(body, common=False) for name, body in KEY_SCRIPTS.items()},
 }
