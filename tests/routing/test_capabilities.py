@@ -151,6 +151,33 @@ def test_logprobs(gw: GatewayProcess, fakes: dict[str, FakeProvider], kind: str)
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_completions_logprobs(gw: GatewayProcess, fakes: dict[str, FakeProvider], kind: str) -> None:
+    create = client(gw).completions.create
+    if "logprobs" not in HONOURS[kind]:
+        error = refusal(lambda: create(model=f"only-{kind}", prompt="once upon", logprobs=2))
+        assert (error["param"], error["code"]) == ("logprobs", "unsupported_parameter")
+        return
+    choice = create(model=f"only-{kind}", prompt="once upon", logprobs=2).choices[0]
+    assert choice.logprobs.tokens and len(choice.logprobs.top_logprobs[0]) == 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_image_inputs_only_where_images_are_seen(gw: GatewayProcess, fakes: dict[str, FakeProvider],
+                                                 kind: str) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    messages = [{"role": "user", "content": [{"type": "text", "text": "what is this"}, image]}]
+    create = client(gw).chat.completions.create
+    if kind != "openai":  # a text model's route declares `vision: true` when its model sees
+        error = refusal(lambda: create(model=f"only-{kind}", messages=messages))
+        assert (error["param"], error["code"]) == ("messages", "unsupported_parameter")
+        assert "image inputs" in error["message"]
+        assert posts(fakes[kind]) == 0
+        return
+    assert create(model=f"only-{kind}", messages=messages).choices[0].message.content
+    assert last_body(fakes[kind])["messages"] == messages
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_base64_embeddings_decode_to_the_providers_vector_on_every_kind(
         gw: GatewayProcess, fakes: dict[str, FakeProvider], kind: str) -> None:
     raw = client(gw).embeddings.with_raw_response.create(model=f"only-{kind}", input=["hello", "world"],
