@@ -129,7 +129,7 @@ def vllm_environment(required: bool) -> str | None:
         return f"no vLLM environment in {home}"
     try:
         done = subprocess.run(["bash", str(ROOT / "scripts" / "vllm-env.sh")], capture_output=True, text=True,
-                              timeout=3600)
+                              timeout=3600, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"scripts/vllm-env.sh could not run: {error}"
     if done.returncode != 0:
