@@ -20,6 +20,7 @@ PROFILE = Profile(
         "response_format": ANY,
         "tools": ANY,
         "tool_choice": ANY,
+        "parallel_tool_calls": ANY,  # false caps a "required" tool_choice at one call
         "echo": ANY,
         "encoding_format": ANY,
         "dimensions": ANY,
