@@ -107,6 +107,15 @@ def test_supported_params_pass_unchanged() -> None:
         assert body[name] == value
 
 
+def test_a_vllm_pool_gets_the_tool_and_format_fields_it_serves_unchanged() -> None:
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    fields = {"tools": [tool], "tool_choice": "required", "parallel_tool_calls": False,
+              "response_format": {"type": "json_schema", "json_schema": {"name": "v", "schema": {"type": "object"}}}}
+    body = sent(chat(**fields), provider("vllm", unsupported_params="reject"))
+    for name, value in fields.items():
+        assert body[name] == value
+
+
 def test_a_limit_override_true_lets_a_param_through() -> None:
     body = sent(chat(logit_bias={"1": 2}), provider("deepinfra", limits={"logit_bias": True},
                                                     unsupported_params="reject"))
