@@ -162,6 +162,9 @@ async def test_a_providers_published_context_window_bounds_its_route(kind: str) 
         else:  # Novita's units of 1/10,000 USD read as USD, exactly
             assert (card.input_per_mtok_nano, card.output_per_mtok_nano) == (270_000_000, 850_000_000)
             assert route.price_differs()  # the route configures no price
+            shown = router.describe()["m"]["routes"][0]
+            assert shown["published"]["price_per_mtok_usd"] == {"input": 0.27, "output": 0.85}
+            assert shown["price_differs"] and shown["context_window"] == 32768
 
 
 def test_parse_cards_reads_each_providers_names_and_refuses_nonsense() -> None:
