@@ -8,6 +8,7 @@ to have generated, so a test can compare the gateway's bill with the upstream's 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import zlib
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ class HostileUpstream:
         self.error_body_bytes = error_body_bytes
         self.served: list[Served] = []
         self.open_streams = 0
-        self._bomb_body: bytes | None = None
+        gzip_bomb(bomb_bytes)  # made now: compressing a gigabyte takes seconds, past a first-byte timeout
         self._server = BackgroundServer(self._app, name="hostile-upstream")
 
     @property
@@ -93,17 +94,8 @@ class HostileUpstream:
                                "usage": usage})
 
     def _bomb(self) -> web.Response:
-        """A gzip body of about a megabyte that inflates to `bomb_bytes` of JSON-looking zeros."""
-        if self._bomb_body is None:
-            compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-            block = b"0" * (1 << 20)
-            parts = [compressor.compress(b'{"padding":"')]
-            for _ in range(self.bomb_bytes // len(block)):
-                parts.append(compressor.compress(block))
-            parts.append(compressor.compress(b'"}') + compressor.flush())
-            self._bomb_body = b"".join(parts)
-        return web.Response(body=self._bomb_body, headers={"content-encoding": "gzip",
-                                                           "content-type": "application/json"})
+        return web.Response(body=gzip_bomb(self.bomb_bytes), headers={"content-encoding": "gzip",
+                                                                       "content-type": "application/json"})
 
     async def _huge_error(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(status=500, headers={"content-type": "text/plain"})
@@ -161,3 +153,15 @@ def _event(doc: dict) -> bytes:
 def _json_response(doc: dict) -> web.Response:
     # json.dumps writes NaN where a strict encoder refuses it: as a broken server does.
     return web.Response(body=json.dumps(doc).encode(), content_type="application/json")
+
+
+@functools.cache
+def gzip_bomb(inflated_bytes: int) -> bytes:
+    """A gzip body of about a megabyte that inflates to `inflated_bytes` of JSON-looking zeros."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b"0" * (1 << 20)
+    parts = [compressor.compress(b'{"padding":"')]
+    for _ in range(inflated_bytes // len(block)):
+        parts.append(compressor.compress(block))
+    parts.append(compressor.compress(b'"}') + compressor.flush())
+    return b"".join(parts)
