@@ -9,7 +9,6 @@ from typing import Any
 
 from gateway.cli import endpoints as cli_endpoints
 from gateway.config import Config, ConfigError, load_config
-from gateway.redact import masked
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +97,7 @@ def check_command(path: str) -> int:
 
 def describe(config: Config) -> str:
     lines = [f"ok: {len(config.providers)} providers, {len(config.models)} models, {len(config.teams)} teams; "
-             f"store {masked(config.store.url)}"]
+             f"store {config.store.address.describe() if config.store.address else 'in this process (memory://)'}"]
     for name, model in config.models.items():
         lines.append(f"  {name}: " + ", ".join(f"{r.provider}:{r.model}" for r in model.routes))
     return "\n".join(lines)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import parse_qs, urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
@@ -17,6 +16,7 @@ from gateway.config.providers import Capabilities, ProviderConfig
 from gateway.keys import hash_key
 from gateway.redact import masked
 from gateway.store import Limits
+from gateway.store.address import AddressError, RedisAddress, Tls, parse_address
 
 STRATEGIES = ("balanced", "cost", "latency", "ordered")
 Strategy = Literal["balanced", "cost", "latency", "ordered"]
@@ -26,16 +26,10 @@ def _store_url(url: str) -> str:
     url = url or "memory://"
     if url.startswith("memory://"):
         return url
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise problem(f"unknown scheme in {masked(url)!r}; use memory:// or redis://host:6379/0")
-    parts = urlsplit(url)
     try:
-        parts.port  # noqa: B018  (parsing it is the check)
-    except ValueError:
-        raise problem(f"the port of {parts.hostname!r} is not a number; write redis://host:6379/0") from None
-    db = (parse_qs(parts.query).get("db") or [""])[0] or (parts.path.strip("/") if parts.scheme != "unix" else "")
-    if db and not db.isdigit():
-        raise problem(f"names database {db!r}; a Redis database is a number, as in redis://host:6379/0")
+        parse_address(url)
+    except AddressError as error:
+        raise problem(f"{error} (in {masked(url)!r})") from None
     return url
 
 
@@ -68,12 +62,39 @@ class UpstreamConfig(Section):
     max_event_bytes: Annotated[Whole, in_range(1024)] = 16 << 20
 
 
+class StoreTls(Section):
+    """TLS files for rediss:// (they win over the URL's ssl_* options)."""
+
+    ca_certs: Text | None = None  # the CA that signed the server's certificate
+    certfile: Text | None = None  # a client certificate, where the server asks for one
+    keyfile: Text | None = None
+
+
 class StoreConfig(Section):
     url: Annotated[Text, AfterValidator(_store_url)] = "memory://"
+    tls: StoreTls | None = None
     on_failure: Literal["deny", "allow"] = "deny"  # deny: 503 while the store is down; allow: admit unmetered
     timeout_s: Annotated[Seconds, in_range(0.01, 30)] = 0.5
     reservation_ttl_s: Annotated[Seconds, in_range(1)] = 900.0
     records_max: Annotated[Whole, in_range(1)] = 100_000
+
+    @model_validator(mode="after")
+    def _tls_fits_the_url(self) -> StoreConfig:
+        if self.tls is not None:
+            if self.address is None:
+                raise problem("TLS settings for the in-process store; set url to rediss://...", at="tls")
+        return self
+
+    @cached_property
+    def address(self) -> RedisAddress | None:
+        """The Redis the URL names; None for the in-process store."""
+        if self.url.startswith("memory://"):
+            return None
+        tls = self.tls
+        try:
+            return parse_address(self.url, Tls(tls.ca_certs, tls.certfile, tls.keyfile) if tls else None)
+        except AddressError as error:
+            raise problem(str(error), at="tls") from None
 
 
 class CircuitConfig(Section):

@@ -290,7 +290,8 @@ def test_several_workers_with_redis_are_accepted() -> None:
 
 def test_a_store_url_of_unknown_scheme_is_refused() -> None:
     assert refusal({"store": {"url": "postgres://db"}}) == (
-        "store.url: unknown scheme in 'postgres://db'; use memory:// or redis://host:6379/0")
+        "store.url: unknown scheme 'postgres'; use redis://, rediss://, unix://, redis+sentinel:// or "
+        "redis+cluster:// (in 'postgres://db')")
 
 
 # --- numbers --------------------------------------------------------------------------------
@@ -413,10 +414,12 @@ def test_numbers_that_are_not_finite_or_not_storable_are_refused_at_start(raw: d
 
 
 @pytest.mark.parametrize(("url", "message"), [
-    ("redis://cache/abc", "store.url: names database 'abc'; a Redis database is a number, as in redis://host:6379/0"),
-    ("redis://cache:6379/0?db=two",
-     "store.url: names database 'two'; a Redis database is a number, as in redis://host:6379/0"),
-    ("redis://cache:port/0", "store.url: the port of 'cache' is not a number; write redis://host:6379/0"),
+    ("redis://cache/abc",
+     "store.url: names database 'abc'; a Redis database is a number, as redis://host:6379/0 (in 'redis://cache/abc')"),
+    ("redis://cache:6379?db=two", "store.url: names database 'two'; a Redis database is a number, as "
+     "redis://host:6379/0 (in 'redis://cache:6379?db=two')"),
+    ("redis://cache:port/0", "store.url: the port of 'cache' is not a number; write host:6379 (in "
+     "'redis://cache:port/0')"),
 ])
 def test_a_redis_url_serve_could_not_use_is_refused_by_check_config(url: str, message: str) -> None:
     assert refusal({"store": {"url": url}}) == message
@@ -444,4 +447,4 @@ def test_check_config_shows_the_store_without_its_password() -> None:
     from gateway.cli import describe
 
     text = describe(parse_config({"store": {"url": "redis://gateway:hunter2@cache:6379/0"}}, {}))
-    assert "hunter2" not in text and "redis://gateway:[redacted]@cache:6379/0" in text
+    assert "hunter2" not in text and "one server cache:6379, db 0, as gateway with a password" in text
