@@ -28,7 +28,8 @@ class Gateway:
         self.started_at = time.time()
         self.metrics = Metrics(config)
         self.store = self.metrics.metered(store or open_store(config.store.url, timeout_s=config.store.timeout_s,
-                                                              max_records=config.store.records_max))
+                                                              max_records=config.store.records_max,
+                                                              address=config.store.address))
         self.keys = KeyRing(config, self.store)
         self.router = Router(config)
         self.signals = Signals(config, self.router)  # keeps the router's scraped signals fresh

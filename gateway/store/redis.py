@@ -32,12 +32,10 @@ from datetime import date, timedelta
 from typing import Any
 
 import orjson
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from gateway.ids import new_id
+from gateway.store.address import RedisAddress, parse_address
 from gateway.store.base import (
     SETTLED_GRACE_S,
     Admission,
@@ -49,15 +47,16 @@ from gateway.store.base import (
     UsageRecord,
     refused,
 )
+from gateway.store.batch import ScriptBatcher
+from gateway.store.connect import connect
 from gateway.store.redis_scripts import SCRIPTS
-from gateway.store.resp import ReplyError, RespClient
 from gateway.store.windows import HELD_RETRY_MS, ROUTE_FIELDS, WINDOW_MS, check_amounts, next_day_ms, next_month_ms
 
 USAGE_TTL_S = 400 * 86_400  # daily usage outlives a year of reports
 
 
 class RedisStore:
-    """A `Store` on Redis (`redis://`), shared by all gateway processes.
+    """A `Store` on Redis (any shape gateway.store.address reads), shared by all gateway processes.
 
     Every socket wait is bounded by `timeout_s`; any failure to get an answer
     raises StoreUnavailable. Broken connections are replaced on the next call,
@@ -66,7 +65,7 @@ class RedisStore:
 
     def __init__(
         self,
-        url: str,
+        address: RedisAddress | str,
         timeout_s: float = 0.5,
         *,
         prefix: str = "gw",
@@ -74,21 +73,13 @@ class RedisStore:
         max_connections: int = 64,
         usage_ttl_s: int = USAGE_TTL_S,
     ) -> None:
-        # No retries: a retried admit could reserve twice, and a caller waiting on a
-        # dead Redis should hear about it after one timeout, not after backoffs.
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout_s,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
-        self._redis = Redis.from_pool(pool)
-        # Admission and settlement, once per request each, go through a lean pipelined client
-        # (measured: a third of redis-py's CPU per call), bounded like every other call. It
-        # speaks plain TCP only; TLS and unix sockets stay on redis-py.
-        self._fast = RespClient(url, 3 * timeout_s) if url.startswith("redis://") else None
+        if isinstance(address, str):
+            address = parse_address(address)
+        self.address = address
+        self._redis = connect(address, timeout_s, max_connections)
+        # Admission and settlement, once per request each, leave batched: the calls of one
+        # loop turn in one pipeline (bench/redis_clients.py measures what that saves).
+        self._batch = ScriptBatcher(self._redis, timeout_s)
         self._prefix = prefix
         self._max_records = max_records
         self._usage_ttl_s = usage_ttl_s
@@ -228,8 +219,7 @@ class RedisStore:
             await self._redis.ping()
 
     async def close(self) -> None:
-        if self._fast is not None:
-            await self._fast.close()
+        await self._batch.close()
         try:
             await self._redis.aclose()
         except (RedisError, OSError):
@@ -245,22 +235,13 @@ class RedisStore:
             raise StoreUnavailable(f"redis: {exc.__class__.__name__}: {exc}") from exc
 
     async def _fast_run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """A script through the pipelined client; its own watchdog bounds the wait."""
-        if self._fast is None:
-            async with self._answering():
-                return await self._run(name, keys, args)
-        script = SCRIPTS[name]
+        """A script in this loop turn's batch; the batch's own deadline bounds the wait."""
         try:
-            try:
-                return await self._fast.call("EVALSHA", script.sha, len(keys), *keys, *args)
-            except ReplyError as exc:
-                if not str(exc).startswith("NOSCRIPT"):
-                    raise
-                return await self._fast.call("EVAL", script.source, len(keys), *keys, *args)
-        except ReplyError as exc:
+            return await self._batch.run(name, keys, args)
+        except ResponseError as exc:
             _refused_argument(exc)
             raise StoreUnavailable(f"redis: {exc.__class__.__name__}: {exc}") from exc
-        except (OSError, TimeoutError) as exc:
+        except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"redis: {exc.__class__.__name__}: {exc}") from exc
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
