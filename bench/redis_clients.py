@@ -2,9 +2,9 @@
 
     python -m bench.redis_clients [--scale 1.0] [--concurrency 1 32 256] [--rounds 3] [--only WORD...] [--tls]
 
-The store keeps a hand-written client (gateway/store/resp.py) for one reason: the admissions
-and settlements issued in one event-loop turn leave in one write and share a round trip.
-Replacing it with a maintained library must not cost more CPU per request. This starts its
+The store pipelines its hot-path calls on redis-py's own connections (gateway/store/batch.py)
+for one reason: the admissions and settlements issued in one event-loop turn leave in one
+write and share a round trip, at the CPU cost of the hand-written client it replaced. This starts its
 own redis-server on a free loopback port (with --tls, a TLS one with a throwaway CA), and
 drives RedisStore.admit and .settle with the real scripts, keys and arguments; only the call
 that sends a script changes between clients. Per cell: process CPU time (all threads, so a
@@ -253,7 +253,7 @@ async def glide_client(url: str) -> AsyncIterator[Run]:
 
 
 CLIENTS: dict[str, Opener] = {
-    # No Run: RedisStore as shipped, RespClient on redis://, redis-py per call on rediss://.
+    # No Run: RedisStore as shipped (gateway.store.batch on redis-py's connections).
     "today: RedisStore as shipped": lambda url: contextlib.nullcontext(),
     "redis-py + hiredis, per call": redis_py_per_call,
     "redis-py + hiredis, batched per turn": redis_py_batched,

