@@ -8,6 +8,8 @@ forked (a replication snapshot). Readiness is polled with a deadline, never slep
     start_acl_redis  `default` disabled, an ACL user whose password needs URL quoting
     start_tls_redis  TLS only, with a CA and a server certificate made by openssl
     start_unix_redis a unix socket only, db 2 in the URL
+
+Sentinel and Cluster deployments are in `tests.store.replicated`.
 """
 
 from __future__ import annotations
