@@ -21,11 +21,20 @@ import hiredis
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
 from gateway.store.redis_scripts import SCRIPTS
 
-_REDIRECTS = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
+_REDIRECTS = (AskError, ClusterDownError, MovedError, TryAgainError)
 
 
 class Pipe:
@@ -76,12 +85,14 @@ class Pipe:
                 if not self._waiting:
                     raise RedisConnectionError("redis sent a reply nobody asked for")
                 future, _ = self._waiting.popleft()
-                if future.done():
-                    continue
-                if isinstance(reply, Exception):
-                    future.set_exception(reply)
-                else:
-                    future.set_result(reply)
+                if not future.done():
+                    if isinstance(reply, Exception):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
+                if isinstance(reply, ReadOnlyError):
+                    # A primary turned replica (a failover): connect again, to whichever is primary now.
+                    raise RedisConnectionError("redis is a replica now")
         except (RedisError, OSError) as error:
             self.close(error)
         except asyncio.CancelledError:
@@ -124,18 +135,20 @@ class ScriptBatcher:
         self._timeout_s = timeout_s
         self._pipes: dict[Any, Pipe] = {}  # one per node: the server, or each cluster primary
         self._opening: dict[Any, asyncio.Future] = {}
+        self._returning: set[asyncio.Task] = set()
 
     async def run(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         script = SCRIPTS[name]
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
-            pipe = await self._pipe(keys[0])
             try:
-                return await pipe.send(command)
-            except NoScriptError:  # Redis restarted or flushed its scripts: EVAL caches it again
-                return await pipe.send(("EVAL", script.source, *command[2:]))
+                return await self._send(keys[0], command, script.source)
+            except ReadOnlyError:
+                # A failover made this node a replica, and the script wrote nothing there: once
+                # more, on a connection to the primary now (the Sentinel names it).
+                return await self._send(keys[0], command, script.source)
         except ResponseError as error:
-            if not isinstance(self._client, RedisCluster) or not str(error).startswith(_REDIRECTS):
+            if not isinstance(self._client, RedisCluster) or not isinstance(error, _REDIRECTS):
                 raise
         except (RedisError, OSError, TimeoutError):
             if not isinstance(self._client, RedisCluster):
@@ -143,6 +156,13 @@ class ScriptBatcher:
         # A cluster's slot moved or its node failed: the library's client follows, and learns.
         async with asyncio.timeout(self._timeout_s * 3):
             return await self._client.execute_command("EVAL", script.source, len(keys), *keys, *args)
+
+    async def _send(self, key: Any, command: tuple[Any, ...], source: bytes) -> Any:
+        pipe = await self._pipe(key)
+        try:
+            return await pipe.send(command)
+        except NoScriptError:  # Redis restarted or flushed its scripts: EVAL caches it again
+            return await pipe.send(("EVAL", source, *command[2:]))
 
     async def _pipe(self, key: Any) -> Pipe:
         if isinstance(self._client, RedisCluster) and not self._client.nodes_manager.default_node:
@@ -187,10 +207,17 @@ class ScriptBatcher:
         for node, known in list(self._pipes.items()):
             if known is pipe:
                 del self._pipes[node]
-        asyncio.get_running_loop().create_task(pipe._connection.disconnect())  # noqa: SLF001
+        task = asyncio.get_running_loop().create_task(self._give_back(pipe._connection))  # noqa: SLF001
+        self._returning.add(task)
+        task.add_done_callback(self._returning.discard)
+
+    async def _give_back(self, connection: AbstractConnection) -> None:
+        """A broken connection, closed and returned to the pool it came from (a cluster's are ours)."""
+        await connection.disconnect()
+        if not isinstance(self._client, RedisCluster):
+            await self._client.connection_pool.release(connection)
 
     async def close(self) -> None:
         for pipe in list(self._pipes.values()):
             pipe.close(RedisConnectionError("the store is closing"))
-            await pipe._connection.disconnect()  # noqa: SLF001
-        self._pipes.clear()
+        await asyncio.gather(*self._returning, return_exceptions=True)
