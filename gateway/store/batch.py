@@ -20,7 +20,6 @@ from typing import Any
 import hiredis
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import (
     AskError,
     ClusterDownError,
@@ -31,6 +30,7 @@ from redis.exceptions import (
     ResponseError,
     TryAgainError,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.store.redis_scripts import SCRIPTS
 
