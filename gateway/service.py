@@ -29,7 +29,8 @@ class Gateway:
         self.metrics = Metrics(config)
         self.store = self.metrics.metered(store or open_store(config.store.url, timeout_s=config.store.timeout_s,
                                                               max_records=config.store.records_max,
-                                                              address=config.store.address))
+                                                              address=config.store.address,
+                                                              replicas=config.store.settle_replicas))
         self.keys = KeyRing(config, self.store)
         self.router = Router(config)
         self.signals = Signals(config, self.router)  # keeps the router's scraped signals fresh

@@ -77,6 +77,9 @@ class StoreConfig(Section):
     timeout_s: Annotated[Seconds, in_range(0.01, 30)] = 0.5
     reservation_ttl_s: Annotated[Seconds, in_range(1)] = 900.0
     records_max: Annotated[Whole, in_range(1)] = 100_000
+    # A settlement counts once this many replicas have it (WAIT): none is lost when a primary fails
+    # over, at a replication round trip per request. 0: the primary's word is enough.
+    settle_replicas: Annotated[Whole, in_range(0, 16)] = 0
 
     @model_validator(mode="after")
     def _tls_fits_the_url(self) -> StoreConfig:

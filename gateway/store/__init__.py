@@ -10,7 +10,7 @@ from gateway.store.base import Admission, DailyUsage, Hold, KeyRecord, Limits, S
 
 
 def open_store(url: str, *, timeout_s: float = 0.5, max_records: int = 100_000,
-               address: RedisAddress | None = None) -> Store:
+               address: RedisAddress | None = None, replicas: int = 0) -> Store:
     """Build the backend named by `url` (`memory://`, or a Redis address; see gateway.store.address)."""
     if url.startswith("memory://"):
         from gateway.store.memory import MemoryStore
@@ -18,7 +18,7 @@ def open_store(url: str, *, timeout_s: float = 0.5, max_records: int = 100_000,
         return MemoryStore(max_records=max_records)
     from gateway.store.redis import RedisStore
 
-    return RedisStore(address or parse_address(url), timeout_s=timeout_s, max_records=max_records)
+    return RedisStore(address or parse_address(url), timeout_s=timeout_s, max_records=max_records, replicas=replicas)
 
 
 __all__ = [

@@ -37,6 +37,10 @@ from gateway.store.redis_scripts import SCRIPTS
 _REDIRECTS = (AskError, ClusterDownError, MovedError, TryAgainError)
 
 
+class NotReplicated(RedisConnectionError):
+    """A write the primary took and its replicas did not, in time: it may be lost with the primary."""
+
+
 class Pipe:
     """One library connection, written as commands come and read by one task, replies in order."""
 
@@ -137,16 +141,18 @@ class ScriptBatcher:
         self._opening: dict[Any, asyncio.Future] = {}
         self._returning: set[asyncio.Task] = set()
 
-    async def run(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    async def run(self, name: str, keys: Sequence[Any], args: Sequence[Any], replicas: int = 0) -> Any:
+        """`replicas` > 0: the reply only once that many replicas have the script's writes (WAIT);
+        NotReplicated when they do not within the timeout, so that the caller tries again."""
         script = SCRIPTS[name]
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
             try:
-                return await self._send(keys[0], command, script.source)
+                return await self._send(keys[0], command, script.source, replicas)
             except ReadOnlyError:
                 # A failover made this node a replica, and the script wrote nothing there: once
                 # more, on a connection to the primary now (the Sentinel names it).
-                return await self._send(keys[0], command, script.source)
+                return await self._send(keys[0], command, script.source, replicas)
         except ResponseError as error:
             if not isinstance(self._client, RedisCluster) or not isinstance(error, _REDIRECTS):
                 raise
@@ -157,12 +163,20 @@ class ScriptBatcher:
         async with asyncio.timeout(self._timeout_s * 3):
             return await self._client.execute_command("EVAL", script.source, len(keys), *keys, *args)
 
-    async def _send(self, key: Any, command: tuple[Any, ...], source: bytes) -> Any:
+    async def _send(self, key: Any, command: tuple[Any, ...], source: bytes, replicas: int) -> Any:
         pipe = await self._pipe(key)
+        reply = pipe.send(command)
+        # Sent right behind it on the same connection, so it covers the script's writes.
+        waited = pipe.send(("WAIT", replicas, max(1, int(self._timeout_s * 500)))) if replicas else None
         try:
-            return await pipe.send(command)
+            result = await reply
         except NoScriptError:  # Redis restarted or flushed its scripts: EVAL caches it again
-            return await pipe.send(("EVAL", source, *command[2:]))
+            if waited is not None:
+                await waited
+            return await self._send(key, ("EVAL", source, *command[2:]), source, replicas)
+        if waited is not None and await waited < replicas:
+            raise NotReplicated(f"no {replicas} replica(s) took this write in time")
+        return result
 
     async def _pipe(self, key: Any) -> Pipe:
         if isinstance(self._client, RedisCluster) and not self._client.nodes_manager.default_node:

@@ -72,6 +72,7 @@ class RedisStore:
         max_records: int = 100_000,
         max_connections: int = 64,
         usage_ttl_s: int = USAGE_TTL_S,
+        replicas: int = 0,
     ) -> None:
         if isinstance(address, str):
             address = parse_address(address)
@@ -80,6 +81,7 @@ class RedisStore:
         # Admission and settlement, once per request each, leave batched: the calls of one
         # loop turn in one pipeline (bench/redis_clients.py measures what that saves).
         self._batch = ScriptBatcher(self._redis, timeout_s)
+        self._replicas = replicas  # a settlement counts once this many replicas have it
         self._prefix = prefix
         self._max_records = max_records
         self._usage_ttl_s = usage_ttl_s
@@ -129,7 +131,7 @@ class RedisStore:
             orjson.dumps(usage), self._max_records, self._usage_ttl_s, round(ttl_s * 1000),
         )
         if usage.team in self._known_teams:
-            recorded = await self._fast_run("settle", keys, args)
+            recorded = await self._fast_run("settle", keys, args, self._replicas)
         else:
             async with self._answering():
                 recorded = await self._settle_first(usage.team, keys, args)
@@ -145,7 +147,11 @@ class RedisStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
             pipe.sadd(self._key("teams", "all"), team)
-            recorded, _ = await pipe.execute(raise_on_error=False)
+            if self._replicas:
+                pipe.execute_command("WAIT", self._replicas, max(1, int(self._deadline_s * 500)))
+            recorded, _, *waited = await pipe.execute(raise_on_error=False)
+        if waited and isinstance(waited[0], int) and waited[0] < self._replicas:
+            raise StoreUnavailable(f"redis: no {self._replicas} replica(s) took this settlement in time")
         if isinstance(recorded, NoScriptError):
             recorded = await self._redis.eval(script.source, len(keys), *keys, *args)
         elif isinstance(recorded, Exception):
@@ -234,10 +240,10 @@ class RedisStore:
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"redis: {exc.__class__.__name__}: {exc}") from exc
 
-    async def _fast_run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _fast_run(self, name: str, keys: Sequence[str], args: Sequence[Any], replicas: int = 0) -> Any:
         """A script in this loop turn's batch; the batch's own deadline bounds the wait."""
         try:
-            return await self._batch.run(name, keys, args)
+            return await self._batch.run(name, keys, args, replicas)
         except ResponseError as exc:
             _refused_argument(exc)
             raise StoreUnavailable(f"redis: {exc.__class__.__name__}: {exc}") from exc

@@ -187,6 +187,26 @@ async def test_a_sentinel_failover_under_load_is_followed_without_a_restart(sent
         await store.close()
 
 
+async def test_settlements_that_wait_for_a_replica_lose_nothing_in_a_sentinel_failover(sentinel_redis: Any) -> None:
+    store = RedisStore(sentinel_redis.url, timeout_s=1.0, replicas=1)  # store.settle_replicas: 1
+    load = Load(store, ["alpha", "beta", "gamma"])
+    running = asyncio.create_task(load.run())
+    try:
+        await load.until(200)
+        await asyncio.to_thread(sentinel_redis.failover)
+        await load.until(200)
+        load.stop = True
+        await running
+        for team, settled in load.settled.items():
+            # A settlement the old primary took but no replica did was not taken: it was sent
+            # again, reached the new primary, and counts once there.
+            assert await spend(store, team) == settled
+    finally:
+        load.stop = True
+        await asyncio.gather(running, return_exceptions=True)
+        await store.close()
+
+
 async def test_a_killed_sentinel_primary_is_replaced_and_never_over_counted(sentinel_redis: Any) -> None:
     store = RedisStore(sentinel_redis.url, timeout_s=1.0)
     load = Load(store, ["alpha", "beta"])
