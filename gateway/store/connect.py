@@ -1,10 +1,11 @@
 """A redis-py client for each deployment shape an address names: one server, a unix socket,
 the primary a Sentinel names, or a Redis Cluster.
 
-Every socket wait is bounded by the store's timeout. A connection that fails is not retried
-by the library on a plain server (the caller hears of it after one timeout, and the outbox
-retries what must be written); a Cluster's client follows MOVED and ASK and refreshes its
-slot map after a failover, which is safe because every script is idempotent by its id.
+Every socket wait is bounded by the store's timeout. A call on a pooled connection that turns
+out broken (Redis restarted since it was last used) is tried once more on a new one, and a
+Cluster's client follows MOVED and ASK and refreshes its slot map after a failover: both safe
+because every script is idempotent by its id. (Admissions and settlements do not go through
+the pool: gateway.store.batch.)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from redis.backoff import NoBackoff
 from gateway.store.address import RedisAddress
 
 CLUSTER_ATTEMPTS = 3  # a MOVED after a failover, then the new primary: a few tries cover it
+ONCE_MORE = Retry(NoBackoff(), 1)  # a stale pooled connection costs one more try, not an error
 
 
 def connect(address: RedisAddress, timeout_s: float, max_connections: int = 64) -> Redis | RedisCluster:
@@ -33,10 +35,10 @@ def connect(address: RedisAddress, timeout_s: float, max_connections: int = 64) 
         sentinel = Sentinel(list(address.hosts), sentinel_kwargs={**_tls(address), **_timeouts(timeout_s)},
                             **_timeouts(timeout_s))
         return sentinel.master_for(address.service or "", redis_class=Redis, db=address.db,
-                                   retry=Retry(NoBackoff(), 0), **_auth(address), **_tls(address),
+                                   retry=ONCE_MORE, **_auth(address), **_tls(address),
                                    **_timeouts(timeout_s))
     pool = BlockingConnectionPool(connection_class=_connection_class(address), max_connections=max_connections,
-                                  timeout=timeout_s, db=address.db, retry=Retry(NoBackoff(), 0),
+                                  timeout=timeout_s, db=address.db, retry=ONCE_MORE,
                                   **_where(address), **_auth(address), **_tls(address, for_pool=True),
                                   **_timeouts(timeout_s))
     return Redis.from_pool(pool)
