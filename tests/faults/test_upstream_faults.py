@@ -97,6 +97,27 @@ def test_a_200_that_is_no_answer_is_a_502_and_is_not_billed(gateway, check, mode
     check.hold()
 
 
+def test_vectors_that_base64_cannot_hold_are_a_502_and_the_providers_usage_is_billed(gateway, check) -> None:
+    request_id = uuid.uuid4().hex
+    response = httpx.post(gateway.base_url + "/embeddings", timeout=30, json={
+        "model": "bad-vectors", "input": "hi", "encoding_format": "base64"},
+        headers={"authorization": f"Bearer {KEY}", "x-request-id": request_id})
+    assert response.status_code == 502 and response.json()["error"]["code"] == "upstream_invalid_response"
+    record = check.record(request_id)  # the provider answered, and bills: so is the team, once
+    assert (record.status, record.prompt_tokens, record.cost_nano) == (502, 3, 3 * 1_000)
+    check.hold()
+
+
+def test_a_feature_no_route_honours_is_refused_before_anything_is_held(gateway, check) -> None:
+    request_id = uuid.uuid4().hex
+    response = httpx.post(gateway.base_url + "/chat/completions", timeout=30, json={
+        "model": "html", "messages": MESSAGES, "logprobs": True},  # the hostile route is DeepInfra: no logprobs
+        headers={"authorization": f"Bearer {KEY}", "x-request-id": request_id})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "logprobs"
+    assert request_id not in check.records()
+    check.hold()
+
+
 def test_a_gzip_bomb_is_refused_at_the_cap_not_inflated(gateway, check) -> None:
     response, body, request_id = ask(gateway, "gzip-bomb")
     assert response.status_code == 502 and error_of(body)["code"] == "upstream_response_too_large"

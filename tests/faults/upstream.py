@@ -62,8 +62,17 @@ class HostileUpstream:
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=64 << 20)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
         return app
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        """Floats only (as DeepInfra's), and none a float32 holds: what base64 cannot encode."""
+        body = await request.json()
+        self.served.append(Served(body["model"], False))
+        return web.json_response({"object": "list", "model": body["model"], "usage": {"prompt_tokens": 3,
+                                  "total_tokens": 3}, "data": [{"object": "embedding", "index": 0,
+                                                                 "embedding": [1e300, "x", None]}]})
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": []})

@@ -55,14 +55,17 @@ def unix_redis(tmp_path: Path) -> Iterator[OneServer]:
     yield from _one_server(start_unix_redis, tmp_path)
 
 
-@pytest.fixture(scope="module")
-def sentinel_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelRedis]:
-    deployment = SentinelRedis(tmp_path_factory.mktemp("sentinel"))
+def _started(deployment: SentinelRedis | ClusterRedis) -> Iterator[SentinelRedis | ClusterRedis]:
     try:
         deployment.start()
         yield deployment
     finally:
         deployment.stop()
+
+
+@pytest.fixture(scope="module")
+def sentinel_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelRedis]:
+    yield from _started(SentinelRedis(tmp_path_factory.mktemp("sentinel")))
 
 
 @pytest.fixture
@@ -73,12 +76,7 @@ def sentinel_redis(sentinel_deployment: SentinelRedis) -> SentinelRedis:
 
 @pytest.fixture(scope="module")
 def cluster_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterRedis]:
-    deployment = ClusterRedis(tmp_path_factory.mktemp("cluster"))
-    try:
-        deployment.start()
-        yield deployment
-    finally:
-        deployment.stop()
+    yield from _started(ClusterRedis(tmp_path_factory.mktemp("cluster")))
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from gateway.store import Hold, Limits, StoreUnavailable, UsageRecord
 from gateway.store.redis import RedisStore
 from tests.fakes import FakeProvider
 from tests.gateway_process import GatewayProcess
+from tests.waiting import eventually
 
 LIMITS = Limits(rpm=10**6, tpm=10**9, budget_day_nano=10**15)
 COST = 1_000  # nano-dollars a settled request is charged
@@ -74,22 +75,20 @@ class Load:
             self.done += 1
 
     async def _until_taken(self, call: Callable[[], Any]) -> None:
-        deadline = time.monotonic() + 60
-        while True:
+        """Again until the store takes it, as the outbox does."""
+        async def taken() -> bool:
             try:
                 await call()
-                return
             except StoreUnavailable:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.05)
+                return False
+            return True
+
+        await eventually(taken, 60, "the store taking a release or settlement", interval_s=0.05)
 
     async def until(self, more: int, timeout_s: float = 60) -> None:
         """Wait until `more` requests beyond now are settled."""
-        target, deadline = self.done + more, time.monotonic() + timeout_s
-        while self.done < target:
-            assert time.monotonic() < deadline, f"only {self.done} of {target} requests settled in time"
-            await asyncio.sleep(0.02)
+        target = self.done + more
+        await eventually(lambda: self.done >= target, timeout_s, f"{more} more requests settled")
 
 
 async def spend(store: RedisStore, team: str) -> int:
@@ -158,73 +157,57 @@ def test_a_gateway_on_an_acl_user_serves_requests(acl_redis: Any) -> None:
     assert ready.status_code == 200
 
 
+async def across(store: RedisStore, teams: list[str], disrupt: Callable[[], Any]) -> tuple[Load, dict[str, int]]:
+    """Load on `store` while `disrupt` (blocking) runs, 200 requests settled before and after it:
+    the load, and the spend the store then records per team. The store is closed after."""
+    load = Load(store, teams)
+    running = asyncio.create_task(load.run())
+    try:
+        await load.until(200)
+        await asyncio.to_thread(disrupt)
+        await load.until(200, timeout_s=90)  # the same store, no restart: it found the new primary
+        load.stop = True
+        await running
+        return load, {team: await spend(store, team) for team in load.settled}
+    finally:
+        load.stop = True
+        await asyncio.gather(running, return_exceptions=True)
+        await store.close()
+
+
 # --- Sentinel ---------------------------------------------------------------------------------------
 
 
 async def test_a_sentinel_failover_under_load_is_followed_without_a_restart(sentinel_redis: Any) -> None:
-    store = RedisStore(sentinel_redis.url, timeout_s=1.0)
-    load = Load(store, ["alpha", "beta", "gamma"])
-    running = asyncio.create_task(load.run())
-    try:
-        await load.until(200)
-        old = await asyncio.to_thread(sentinel_redis.primary)
-        new = await asyncio.to_thread(sentinel_redis.failover)
-        assert new != old
-        await load.until(200)  # the same store, no restart: it found the new primary
-        load.stop = True
-        await running
-        recorded = {team: await spend(store, team) for team in load.settled}
-        # SENTINEL FAILOVER promotes the replica at once; the old primary takes writes until it is
-        # told it is a replica, and they are lost with its data. Never counted twice, though.
-        for team, settled in load.settled.items():
-            assert 0 < recorded[team] <= settled
-        lost = 1 - sum(recorded.values()) / sum(load.settled.values())
-        print(f"orderly Sentinel failover: {load.done} requests settled, {lost:.1%} of spend lost, "
-              f"{len(load.refused_at)} admissions refused")
-    finally:
-        load.stop = True
-        await asyncio.gather(running, return_exceptions=True)
-        await store.close()
+    old = sentinel_redis.primary()
+    load, recorded = await across(RedisStore(sentinel_redis.url, timeout_s=1.0), ["alpha", "beta", "gamma"],
+                                  sentinel_redis.failover)
+    assert sentinel_redis.primary() != old
+    # SENTINEL FAILOVER promotes the replica at once; the old primary takes writes until it is
+    # told it is a replica, and they are lost with its data. Never counted twice, though.
+    for team, settled in load.settled.items():
+        assert 0 < recorded[team] <= settled
+    lost = 1 - sum(recorded.values()) / sum(load.settled.values())
+    print(f"orderly Sentinel failover: {load.done} requests settled, {lost:.1%} of spend lost, "
+          f"{len(load.refused_at)} admissions refused")
 
 
 async def test_settlements_that_wait_for_a_replica_lose_nothing_in_a_sentinel_failover(sentinel_redis: Any) -> None:
     store = RedisStore(sentinel_redis.url, timeout_s=1.0, replicas=1)  # store.settle_replicas: 1
-    load = Load(store, ["alpha", "beta", "gamma"])
-    running = asyncio.create_task(load.run())
-    try:
-        await load.until(200)
-        await asyncio.to_thread(sentinel_redis.failover)
-        await load.until(200)
-        load.stop = True
-        await running
-        for team, settled in load.settled.items():
-            # A settlement the old primary took but no replica did was not taken: it was sent
-            # again, reached the new primary, and counts once there.
-            assert await spend(store, team) == settled
-    finally:
-        load.stop = True
-        await asyncio.gather(running, return_exceptions=True)
-        await store.close()
+    load, recorded = await across(store, ["alpha", "beta", "gamma"], sentinel_redis.failover)
+    # A settlement the old primary took but no replica did was not taken: it was sent again,
+    # reached the new primary, and counts once there.
+    assert recorded == load.settled
 
 
 async def test_a_killed_sentinel_primary_is_replaced_and_never_over_counted(sentinel_redis: Any) -> None:
-    store = RedisStore(sentinel_redis.url, timeout_s=1.0)
-    load = Load(store, ["alpha", "beta"])
-    running = asyncio.create_task(load.run())
-    try:
-        await load.until(200)
-        old = await asyncio.to_thread(sentinel_redis.kill_primary)
-        await asyncio.to_thread(sentinel_redis.wait_for_new_primary, old)
-        await load.until(200, timeout_s=90)
-        load.stop = True
-        await running
-        for team, settled in load.settled.items():
-            # Replication is asynchronous: what the dead primary took and had not passed on is lost.
-            assert 0 < await spend(store, team) <= settled
-    finally:
-        load.stop = True
-        await asyncio.gather(running, return_exceptions=True)
-        await store.close()
+    def kill() -> None:
+        sentinel_redis.wait_for_new_primary(sentinel_redis.kill_primary())
+
+    load, recorded = await across(RedisStore(sentinel_redis.url, timeout_s=1.0), ["alpha", "beta"], kill)
+    for team, settled in load.settled.items():
+        # Replication is asynchronous: what the dead primary took and had not passed on is lost.
+        assert 0 < recorded[team] <= settled
 
 
 # --- Cluster ----------------------------------------------------------------------------------------
@@ -249,18 +232,7 @@ async def test_teams_spread_over_the_cluster_and_reports_read_every_node(cluster
 
 
 async def test_a_cluster_primary_killed_mid_run_is_replaced_by_its_replica(cluster_redis: Any) -> None:
-    store = RedisStore(cluster_redis.url, timeout_s=1.0)
-    load = Load(store, TEAMS[:6])
-    running = asyncio.create_task(load.run())
-    try:
-        await load.until(200)
-        await asyncio.to_thread(cluster_redis.kill_primary_of, "gw:{team-0}:held")
-        await load.until(200, timeout_s=90)
-        load.stop = True
-        await running
-        for team, settled in load.settled.items():
-            assert 0 < await spend(store, team) <= settled
-    finally:
-        load.stop = True
-        await asyncio.gather(running, return_exceptions=True)
-        await store.close()
+    load, recorded = await across(RedisStore(cluster_redis.url, timeout_s=1.0), TEAMS[:6],
+                                  lambda: cluster_redis.kill_primary_of("gw:{team-0}:held"))
+    for team, settled in load.settled.items():
+        assert 0 < recorded[team] <= settled
