@@ -12,6 +12,7 @@ from gateway.accounting.settlement import Settler
 from gateway.auth import KeyRing
 from gateway.config import Config
 from gateway.dedicated import DedicatedEndpoints
+from gateway.mock import MockServers
 from gateway.observability.gauges import StateGauges
 from gateway.observability.metrics import Metrics
 from gateway.routing import Router, Signals
@@ -39,6 +40,7 @@ class Gateway:
         self.settler = Settler(self.store, self.outbox)
         self.inflight = InFlight()  # admitted requests not settled yet
         self.upstream = UpstreamClient(config.upstream)
+        self.mocks = MockServers(config.providers)  # the built-in mock upstreams, on loopback in this process
         self.settler.observers.append(self.metrics.settled)
         # Rented services: their status decides their routes; their traffic and spill-over, their size.
         self.dedicated = DedicatedEndpoints(config, self.router, self.metrics.registry)
@@ -51,6 +53,8 @@ class Gateway:
             log.warning(warning)
         if not self.config.auth_required:
             log.warning("no teams configured: the gateway accepts requests without an API key")
+        for name, url in (await self.mocks.start()).items():
+            self.router.locate(name, url)
         await self.upstream.start(dict(self.config.providers))
         await self.keys.start()
         await self.signals.start()
@@ -71,6 +75,7 @@ class Gateway:
         self.metrics.close()  # after whatever else sets gauges: it takes this process's out of the sums
         await self.keys.stop()
         await self.upstream.close()
+        await self.mocks.stop()
         await self.store.close()
 
     async def ready(self) -> tuple[bool, str]:

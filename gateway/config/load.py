@@ -48,7 +48,7 @@ def parse_config(raw: Any, env: Mapping[str, str]) -> Config:
 def _config_error(error: ErrorDetails) -> ConfigError:
     ctx = error.get("ctx") or {}
     loc = [part for i, part in enumerate(error["loc"])
-           if not (part == "dedicated" and i == 2 and error["loc"][0] == "providers")]  # written flat
+           if not (part in ("dedicated", "mock") and i == 2 and error["loc"][0] == "providers")]  # written flat
     place = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
     at = ctx.get("at", "")
     if at:

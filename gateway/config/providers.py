@@ -10,11 +10,14 @@ from pydantic import AfterValidator, BeforeValidator, field_validator
 
 from gateway.config.dedicated import DedicatedConfig
 from gateway.config.fields import Flag, Seconds, Section, Text, Url, Usd, Whole, _number, in_range, nano, problem
-from providers import PROFILES, Bounds, Profile, features, netmind_dedicated
+from gateway.config.mock import MockConfig
+from providers import PROFILES, Bounds, Profile, features, mock, netmind_dedicated
 
 _LIMIT_FORMS = "give [low, high] (null for open), true to accept any value, or false to drop"
 # A dedicated provider's endpoints and capacity follow its services, as the control plane reports them.
 _NOT_DEDICATED = frozenset({"base_url", "endpoints", "max_waiting", "max_inflight", "hourly_cost_usd"})
+# The mock is the gateway's own server: no address, no key, nothing paid by the hour.
+_NOT_MOCK = frozenset({"api_key", "base_url", "endpoints", "max_waiting", "hourly_cost_usd"})
 
 
 class Timeouts(Section):
@@ -44,15 +47,30 @@ def _capabilities(value: dict[str, bool]) -> dict[str, bool]:
 Capabilities = Annotated[dict[str, Flag], AfterValidator(_capabilities)]
 
 
+def _endpoint_list(value: Any) -> Any:
+    """A pool's base URLs: a list, or one string of comma-separated URLs (a pool in one variable).
+
+    An empty entry is an unset variable, left out: a pool left with none is disabled, not an error.
+    """
+    if isinstance(value, str):
+        value = value.split(",")
+    elif isinstance(value, list) and not value:
+        raise problem("empty; list at least one base URL")
+    if isinstance(value, list):
+        return tuple(url for url in value if not (isinstance(url, str) and not url.strip()))
+    return value
+
+
 class ProviderConfig(Section):
     """One configured upstream. `profile` is its kind's profile with this entry's `limits` applied."""
 
-    derived: ClassVar[frozenset[str]] = frozenset({"name", "dedicated"})
+    derived: ClassVar[frozenset[str]] = frozenset({"name", "dedicated", "mock"})
     name: str = ""
     kind: str = ""
     api_key: Text = ""
     base_url: Url | None = None
-    endpoints: tuple[Url, ...] | None = None  # a pool: one base URL per member
+    # A pool: one base URL per member. Empty once its variables are substituted: the pool is disabled.
+    endpoints: Annotated[tuple[Url, ...] | None, BeforeValidator(_endpoint_list)] = None
     unsupported_params: Literal["drop", "reject"] = "drop"
     timeouts: Timeouts = Timeouts()
     headers: dict[str, Text] = {}
@@ -65,6 +83,7 @@ class ProviderConfig(Section):
     # A stream the client leaves: "close" stops it; "finish" reads it to its usage (see providers.profile).
     abandoned_streams: Literal["close", "finish"] = "close"
     dedicated: DedicatedConfig | None = None  # kind netmind-dedicated only
+    mock: MockConfig | None = None  # kind mock only
 
     @classmethod
     def prepare(cls, raw: Any, allowed: set[str] | None = None) -> Any:
@@ -76,20 +95,17 @@ class ProviderConfig(Section):
         allowed = cls.settings()
         if kind == netmind_dedicated.KIND:
             allowed = (allowed - _NOT_DEDICATED) | DedicatedConfig.settings()
+        elif kind == mock.KIND:
+            allowed = (allowed - _NOT_MOCK) | MockConfig.settings()
         spec = {"abandoned_streams": PROFILES[kind].abandoned_streams, **super().prepare(raw, allowed)}
+        if kind == mock.KIND:
+            spec["mock"] = {key: spec.pop(key) for key in MockConfig.settings() if key in spec}
         if kind == netmind_dedicated.KIND:
             # Its settings are written flat; they are kept together. The control token defaults to the key.
             own = {key: spec.pop(key) for key in DedicatedConfig.settings() if key in spec}
             own["control_token"] = own.get("control_token") or spec.get("api_key") or ""
             spec["dedicated"] = own
         return spec
-
-    @field_validator("endpoints")
-    @classmethod
-    def _some_endpoint(cls, endpoints: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if endpoints is not None and not endpoints:
-            raise problem("empty; list at least one base URL")
-        return endpoints
 
     @field_validator("limits")
     @classmethod
@@ -137,6 +153,9 @@ class ProviderConfig(Section):
         place = f"providers.{self.name}"
         if self.profile.needs_api_key and not self.api_key:
             return f"{place}.api_key is empty: provider '{self.name}' is disabled until it is set"
+        if self.endpoints == ():
+            return (f"{place}.endpoints names no URL (its variables are unset): provider '{self.name}' is "
+                    "disabled until one is set")
         if self.dedicated is not None and not self.dedicated.services:
             return (f"{place}.services is empty: provider '{self.name}' is disabled until it names a service "
                     f"(`gateway endpoints create --provider {self.name}` makes one and prints its id)")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
-from gateway.config.fields import Number, Seconds, Section, Text, Usd, Whole, in_range, nano, problem
+from gateway.config.fields import Flag, Number, Seconds, Section, Text, Usd, Whole, in_range, nano, problem
 from gateway.config.providers import Capabilities, ProviderConfig
 from gateway.keys import hash_key
 from gateway.redact import masked
@@ -176,6 +176,9 @@ class RouteConfig(Section):
     max_output_tokens: Annotated[Whole, in_range(1)] | None = None  # the model's own limit per answer, if any
     capabilities: Capabilities = {}  # features this route honours beyond or short of its provider's
     part_tokens: PartTokens | None = None  # None: routing.part_tokens
+    # Served only while no other route of its model is: a mock, or a last-ditch provider, that must
+    # never take traffic from the real routes once their providers are enabled.
+    stand_in: Flag = False
 
 
 class ModelConfig(Section):
@@ -212,10 +215,21 @@ class TeamConfig(Section):
     tpm: Annotated[Whole, in_range(1)] | None = None
     models: tuple[Text, ...] = ("*",)  # glob patterns of public model names
     key_hashes: Annotated[tuple[str, ...], BeforeValidator(_hashes)] = Field((), validation_alias="keys")
+    # Keys accepted only from a client on this machine (loopback, not relayed by a proxy): a well-known
+    # key for a first run or a local tool is then no key at all to anyone else.
+    loopback_key_hashes: Annotated[tuple[str, ...], BeforeValidator(_hashes)] = Field(
+        (), validation_alias="loopback_keys")
     # A request naming no max_tokens is sent this one where a route's context window is unknown,
     # so that what it reserves is still a true worst case.
     max_tokens_default: Annotated[Whole, in_range(1)] = 4096
     max_tokens_cap: Annotated[Whole, in_range(1)] | None = None  # a cap on every request, sent to every route
+
+    @model_validator(mode="after")
+    def _keys_of_one_kind(self) -> TeamConfig:
+        if set(self.key_hashes) & set(self.loopback_key_hashes):
+            raise problem("a key is in both keys and loopback_keys; a loopback key is accepted from this machine "
+                          "only, so list it once, where it belongs", at="loopback_keys")
+        return self
 
     @property
     def metered(self) -> bool:
@@ -268,6 +282,9 @@ class Config(Section):
                 warnings.append(f"models.{name}: every route's provider is disabled; the model is not served")
                 continue
             models[name] = model.model_copy(update={"routes": routes})
+            if all(route.stand_in for route in routes) and not all(route.stand_in for route in model.routes):
+                warnings.append(f"models.{name}: served by its stand-in route ({', '.join(r.provider for r in routes)}) "
+                                "until the provider of another of its routes is enabled")
             warnings += _blind_routes(name, models[name], self)
         # Frozen for everyone else; this is still validation, and a model's served routes need every provider.
         object.__setattr__(self, "models", models)
@@ -329,4 +346,6 @@ def _served_routes(name: str, model: ModelConfig, providers: dict[str, ProviderC
                           at=f"{where}.model")
         if provider.enabled:
             routes.append(route if route.model else route.model_copy(update={"model": upstream_model}))
-    return tuple(routes)
+    # Stand-ins are the model's only routes, or none of them.
+    real = tuple(route for route in routes if not route.stand_in)
+    return real or tuple(routes)

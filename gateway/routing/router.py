@@ -57,6 +57,11 @@ class Router:
         self.strategies: dict[str, str] = {
             name: model.strategy or config.routing.strategy for name, model in config.models.items()}
 
+    def locate(self, provider: str, url: str) -> None:
+        """Point a provider's single endpoint at `url`: the built-in mock's, known once its server listens."""
+        (endpoint,) = self.endpoints[provider]
+        endpoint.url, endpoint.origin = url, url.removesuffix("/v1")
+
     # --- ranking -----------------------------------------------------------------------
 
     def plan(self, model: ModelConfig, call: Call, route_header: str | None = None) -> list[Candidate]:

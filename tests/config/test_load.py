@@ -210,7 +210,7 @@ def test_a_model_without_routes_is_refused() -> None:
 def test_a_provider_of_unknown_kind_names_the_kinds() -> None:
     assert refusal({"providers": {"together": {"api_key": "k"}}}) == (
         "providers.together.kind: 'together' is not one of: openai, netmind, deeptrin, novita, deepinfra, vllm, "
-        "netmind-dedicated")
+        "netmind-dedicated, mock")
 
 
 def test_a_vllm_pool_needs_no_api_key() -> None:
@@ -258,7 +258,7 @@ def test_unsupported_params_policy_is_drop_or_reject() -> None:
      "providers.pool.timeouts.read_s: unknown setting (allowed here: connect_s, first_byte_s, idle_s, total_s)"),
     (small(m={"routes": [{"provider": "pool", "model": "x", "pricing": {}}]}),
      "models.m.routes[0].pricing: unknown setting (allowed here: capabilities, context_window, max_output_tokens, "
-     "model, part_tokens, price, provider)"),
+     "model, part_tokens, price, provider, stand_in)"),
     (small(m={"routes": [{"provider": "pool", "model": "x", "price": {"input": 1}}]}),
      "models.m.routes[0].price.input: unknown setting (allowed here: input_per_mtok, output_per_mtok)"),
     ({"teams": {"research": {"budget_usd": {"week": 5}}}},
