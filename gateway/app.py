@@ -135,7 +135,7 @@ def app_from_env() -> GatewayApp:
 async def list_models(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     try:
-        team = (await gw.keys.authenticate(request.headers.get("authorization"))).team
+        team = (await gw.keys.authenticate(request.headers.get("authorization"), request.scope)).team
     except GatewayError as error:
         return error.response()
     created = int(gw.started_at)
@@ -147,7 +147,7 @@ async def list_models(request: Request) -> Response:
 async def get_model(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     try:
-        team = (await gw.keys.authenticate(request.headers.get("authorization"))).team
+        team = (await gw.keys.authenticate(request.headers.get("authorization"), request.scope)).team
         model = find_model(gw, request.path_params["name"], team)
     except GatewayError as error:
         return error.response()

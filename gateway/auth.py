@@ -6,13 +6,21 @@ worker within a second without a store call on the hot path. A key this process 
 not know yet (created a moment ago through another worker) is looked up in the store
 once; unknown keys are remembered for a while and lookups are rate-limited, so a flood
 of wrong keys costs the store a bounded number of reads.
+
+A team's `loopback_keys` are accepted only from a client on this machine: a loopback peer
+whose request no proxy relayed (it carries no X-Forwarded-For, Forwarded or X-Real-IP; a
+proxy on the same host is a loopback peer too, and uvicorn may have rewritten the peer
+from those headers). Only a loopback key's request pays for that check.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass
+
+from starlette.types import Scope
 
 from gateway.background import Periodic
 from gateway.config import Config, TeamConfig
@@ -25,6 +33,7 @@ OPEN_TEAM = TeamConfig(name="default")  # the only team when none is configured
 MISS_TTL_S = 1.0  # an unknown key is not looked up again for this long
 MAX_MISSES = 10_000
 LOOKUPS_PER_S = 50  # store reads for keys not in memory, per worker
+RELAY_HEADERS = frozenset({b"x-forwarded-for", b"forwarded", b"x-real-ip"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +52,8 @@ class KeyRing:
         self._static = {h: Identity(team, f"config:{h[:8]}")
                         for team in config.teams.values() for h in team.key_hashes}
         self._keys: dict[str, Identity] = dict(self._static)
+        self._loopback = {h: Identity(team, f"loopback:{h[:8]}")
+                          for team in config.teams.values() for h in team.loopback_key_hashes}
         self._version: int | None = None
         self._poller = Periodic("api key refresh", refresh_s, self._refresh_quietly)
         self._misses: dict[str, float] = {}  # key hash -> monotonic time until which it is known unknown
@@ -58,7 +69,8 @@ class KeyRing:
     async def stop(self) -> None:
         await self._poller.stop()
 
-    async def authenticate(self, authorization: str | None) -> Identity:
+    async def authenticate(self, authorization: str | None, scope: Scope | None = None) -> Identity:
+        """The caller's identity; `scope` (the request's) tells whether a loopback key may be used."""
         if not self._config.auth_required:
             return OPEN_IDENTITY
         token = bearer_token(authorization)
@@ -67,6 +79,12 @@ class KeyRing:
         key_hash = hash_key(token)
         identity = self._keys.get(key_hash)
         if identity is None:
+            local = self._loopback.get(key_hash)
+            if local is not None:
+                if scope is not None and from_this_machine(scope):
+                    return local
+                raise _invalid("This API key is accepted from this machine only (a loopback client, not through "
+                               "a proxy); ask for a key of your own (gateway keys create).", code="loopback_key")
             identity = await self._look_up(key_hash)
         return identity
 
@@ -130,5 +148,22 @@ class RateLimit:
         return True
 
 
-def _invalid(message: str) -> GatewayError:
-    return GatewayError(401, message, code="invalid_api_key")
+def from_this_machine(scope: Scope) -> bool:
+    """Whether the request's peer is a loopback address and no proxy relayed it."""
+    client = scope.get("client")
+    if not client or not _loopback(client[0]):
+        return False
+    return not any(name in RELAY_HEADERS for name, _ in scope["headers"])
+
+
+def _loopback(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a unix socket's peer, or a name: nothing proves it local
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return (mapped or address).is_loopback
+
+
+def _invalid(message: str, code: str = "invalid_api_key") -> GatewayError:
+    return GatewayError(401, message, code=code)

@@ -30,7 +30,7 @@ async def proxy(gw: Gateway, endpoint: str, scope: Scope, receive: Receive, send
     headers = Headers(scope=scope)
     reply_headers = {"x-request-id": request_id(headers.get("x-request-id"))}
     try:
-        identity = await gw.keys.authenticate(headers.get("authorization"))
+        identity = await gw.keys.authenticate(headers.get("authorization"), scope)
         raw = await read_body(receive, headers.get("content-length"), gw.config.server)
         call = read_call(raw, endpoint, gw.config.server.max_output_tokens)
         model = find_model(gw, call.model, identity.team)

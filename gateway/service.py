@@ -53,6 +53,11 @@ class Gateway:
             log.warning(warning)
         if not self.config.auth_required:
             log.warning("no teams configured: the gateway accepts requests without an API key")
+        for team in self.config.teams.values():
+            if team.loopback_key_hashes:
+                log.warning("team '%s' accepts %d loopback key(s), from clients on this machine only (not through "
+                            "a proxy); clients elsewhere need a key of their own", team.name,
+                            len(team.loopback_key_hashes))
         for name, url in (await self.mocks.start()).items():
             self.router.locate(name, url)
         await self.upstream.start(dict(self.config.providers))
