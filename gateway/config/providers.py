@@ -57,7 +57,8 @@ def _endpoint_list(value: Any) -> Any:
     elif isinstance(value, list) and not value:
         raise problem("empty; list at least one base URL")
     if isinstance(value, list):
-        return tuple(url for url in value if not (isinstance(url, str) and not url.strip()))
+        urls = (url.strip() if isinstance(url, str) else url for url in value)
+        return tuple(url for url in urls if url != "")
     return value
 
 

@@ -20,7 +20,7 @@ def gateway_cli(*args: str) -> subprocess.CompletedProcess:
 def test_check_config_accepts_the_example_and_names_what_it_serves():
     result = gateway_cli("check-config", "config.example.yaml")
     assert result.returncode == 0, result.stderr
-    assert "llama-3.1-8b: pool:meta-llama/Meta-Llama-3.1-8B-Instruct" in result.stdout
+    assert "llama-3.1-8b: mock:llama-3.1-8b" in result.stdout  # with no variable set: the stand-in
 
 
 def test_check_config_names_the_place_and_the_fix(tmp_path):

@@ -35,8 +35,11 @@ def small(**models: Any) -> dict[str, Any]:
 
 # --- the example config -----------------------------------------------------------------
 
+POOL = {"VLLM_ENDPOINTS": "http://127.0.0.1:8000/v1,http://127.0.0.1:8001/v1"}
+
+
 def test_example_config_loads_with_only_some_keys_set() -> None:
-    config = load_config(EXAMPLE, env={"DEEPINFRA_TOKEN": "di-key", "NOVITA_API_KEY": "nv-key"})
+    config = load_config(EXAMPLE, env={"DEEPINFRA_TOKEN": "di-key", "NOVITA_API_KEY": "nv-key", **POOL})
 
     assert config.server.host == "127.0.0.1"
     assert config.server.port == 8080
@@ -45,26 +48,48 @@ def test_example_config_loads_with_only_some_keys_set() -> None:
     assert config.store.url == "memory://"
     assert config.routing.strategy == "balanced"
     assert config.routing.max_attempts == 3
-    assert set(config.providers) == {"pool", "deepinfra", "novita", "netmind", "deeptrin", "openai"}
+    assert set(config.providers) == {"mock", "pool", "deepinfra", "novita", "netmind", "deeptrin", "openai"}
     assert config.providers["pool"].base_urls == ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8001/v1")
     assert config.providers["pool"].hourly_cost_nano == 2_000_000_000
     assert config.providers["deepinfra"].api_key == "di-key"
 
 
 def test_example_config_disables_each_keyless_provider_with_one_warning() -> None:
-    config = load_config(EXAMPLE, env={"DEEPINFRA_TOKEN": "di-key", "NOVITA_API_KEY": "nv-key"})
+    config = load_config(EXAMPLE, env={"DEEPINFRA_TOKEN": "di-key", "NOVITA_API_KEY": "nv-key", **POOL})
 
     enabled = {name for name, p in config.providers.items() if p.enabled}
-    assert enabled == {"pool", "deepinfra", "novita"}
+    assert enabled == {"mock", "pool", "deepinfra", "novita"}
     assert list(config.warnings) == [
         "providers.netmind.api_key is empty: provider 'netmind' is disabled until it is set",
         "providers.deeptrin.api_key is empty: provider 'deeptrin' is disabled until it is set",
         "providers.openai.api_key is empty: provider 'openai' is disabled until it is set",
+        "models.text-embedding-3-small: served by its stand-in route (mock) until the provider of another of its "
+        "routes is enabled",
     ]
 
 
+def test_example_config_serves_every_model_from_the_mock_with_no_variable_set() -> None:
+    config = load_config(EXAMPLE, env={})
+
+    assert {name: [(r.provider, r.model) for r in m.routes] for name, m in config.models.items()} == {
+        "llama-3.1-8b": [("mock", "llama-3.1-8b")], "llama-3.3-70b": [("mock", "llama-3.3-70b")],
+        "text-embedding-3-small": [("mock", "text-embedding-3-small")]}
+    assert config.warnings[0] == ("providers.pool.endpoints names no URL (its variables are unset): provider 'pool' "
+                                  "is disabled until one is set")
+    assert config.teams["demo"].loopback_key_hashes == (hashlib.sha256(b"sk-gw-demo").hexdigest(),)
+    assert config.teams["demo"].key_hashes == ()
+
+
+def test_the_mock_stand_in_steps_aside_as_soon_as_a_real_route_is_enabled() -> None:
+    config = load_config(EXAMPLE, env={"OPENAI_API_KEY": "sk-openai"})
+
+    assert [r.provider for r in config.models["llama-3.3-70b"].routes] == ["openai"]
+    assert [r.provider for r in config.models["text-embedding-3-small"].routes] == ["openai"]
+    assert [r.provider for r in config.models["llama-3.1-8b"].routes] == ["mock"]
+
+
 def test_example_config_drops_routes_to_disabled_providers() -> None:
-    config = load_config(EXAMPLE, env={"DEEPINFRA_TOKEN": "di-key", "NOVITA_API_KEY": "nv-key"})
+    config = load_config(EXAMPLE, env={"DEEPINFRA_TOKEN": "di-key", "NOVITA_API_KEY": "nv-key", **POOL})
 
     small_model = config.models["llama-3.1-8b"]
     assert [(r.provider, r.model) for r in small_model.routes] == [
@@ -77,22 +102,22 @@ def test_example_config_drops_routes_to_disabled_providers() -> None:
     assert [(r.provider, r.model) for r in big_model.routes] == [("deepinfra", "meta-llama/Llama-3.3-70B-Instruct")]
 
 
-def test_example_config_does_not_serve_a_model_left_without_routes() -> None:
-    config = load_config(EXAMPLE, env={"NOVITA_API_KEY": "nv-key"})
+def test_a_model_left_without_routes_is_not_served() -> None:
+    config = parse_config({
+        "providers": {"novita": {"api_key": "nv-key"}, "deepinfra": {"api_key": "${DEEPINFRA_TOKEN:-}"}},
+        "models": {"small": {"routes": [{"provider": "novita", "model": "a"}, {"provider": "deepinfra"}]},
+                   "big": {"routes": [{"provider": "deepinfra"}]}}}, {})
 
-    assert set(config.models) == {"llama-3.1-8b"}
-    assert [r.provider for r in config.models["llama-3.1-8b"].routes] == ["pool", "novita"]
+    assert set(config.models) == {"small"}
+    assert [r.provider for r in config.models["small"].routes] == ["novita"]
     assert list(config.warnings) == [
         "providers.deepinfra.api_key is empty: provider 'deepinfra' is disabled until it is set",
-        "providers.netmind.api_key is empty: provider 'netmind' is disabled until it is set",
-        "providers.deeptrin.api_key is empty: provider 'deeptrin' is disabled until it is set",
-        "providers.openai.api_key is empty: provider 'openai' is disabled until it is set",
-        "models.llama-3.3-70b: every route's provider is disabled; the model is not served",
+        "models.big: every route's provider is disabled; the model is not served",
     ]
 
 
 def test_example_config_prices_and_budgets_become_integer_nano_dollars() -> None:
-    config = load_config(EXAMPLE, env={"DEEPINFRA_TOKEN": "di-key"})
+    config = load_config(EXAMPLE, env={"DEEPINFRA_TOKEN": "di-key", **POOL})
 
     route = config.models["llama-3.3-70b"].routes[0]
     assert (route.price.input_per_mtok_nano, route.price.output_per_mtok_nano) == (130_000_000, 380_000_000)
@@ -121,11 +146,11 @@ def test_example_config_keeps_a_team_key_only_as_its_hash_and_only_when_set() ->
 def test_example_config_takes_server_and_store_settings_from_the_environment() -> None:
     config = load_config(EXAMPLE, env={"GATEWAY_HOST": "0.0.0.0", "GATEWAY_PORT": "9090",
                                        "GATEWAY_ADMIN_KEY": "adm", "REDIS_URL": "redis://cache:6379/0",
-                                       "VLLM_URL_1": "http://gpu-7:8000/v1/"})
+                                       "VLLM_ENDPOINTS": "http://gpu-7:8000/v1/, http://gpu-8:8000/v1"})
 
     assert (config.server.host, config.server.port, config.server.admin_key) == ("0.0.0.0", 9090, "adm")
     assert config.store.url == "redis://cache:6379/0"
-    assert config.providers["pool"].base_urls == ("http://gpu-7:8000/v1", "http://127.0.0.1:8001/v1")
+    assert config.providers["pool"].base_urls == ("http://gpu-7:8000/v1", "http://gpu-8:8000/v1")
 
 
 def test_a_missing_file_names_the_file() -> None:
@@ -448,3 +473,71 @@ def test_check_config_shows_the_store_without_its_password() -> None:
 
     text = describe(parse_config({"store": {"url": "redis://gateway:hunter2@cache:6379/0"}}, {}))
     assert "hunter2" not in text and "one server cache:6379, db 0, as gateway with a password" in text
+
+
+# --- stand-in routes, pools from one variable, loopback keys -------------------------------------
+
+def stand_in_config(novita_key: str) -> dict[str, Any]:
+    return {"providers": {"mock": {}, "novita": {"api_key": novita_key}},
+            "models": {"m": {"routes": [{"provider": "novita", "model": "a"},
+                                        {"provider": "mock", "stand_in": True}]}}}
+
+
+def test_a_stand_in_route_is_served_only_while_no_other_route_of_its_model_is() -> None:
+    alone = parse_config(stand_in_config(""), {})
+    assert [r.provider for r in alone.models["m"].routes] == ["mock"]
+    assert alone.warnings[-1] == ("models.m: served by its stand-in route (mock) until the provider of another of "
+                                  "its routes is enabled")
+    real = parse_config(stand_in_config("nv-key"), {})
+    assert [r.provider for r in real.models["m"].routes] == ["novita"]
+    assert not any("stand-in" in warning for warning in real.warnings)
+
+
+def test_a_model_of_stand_ins_only_is_served_without_a_warning() -> None:
+    config = parse_config({"providers": {"mock": {}}, "models": {"m": {"routes": [
+        {"provider": "mock", "stand_in": True}]}}}, {})
+    assert [r.provider for r in config.models["m"].routes] == ["mock"] and config.warnings == ()
+
+
+def test_stand_in_is_true_or_false() -> None:
+    raw = stand_in_config("")
+    raw["models"]["m"]["routes"][1]["stand_in"] = "yes"
+    assert refusal(raw) == "models.m.routes[1].stand_in: expected true or false, got 'yes'"
+
+
+@pytest.mark.parametrize(("written", "env", "urls"), [
+    ("${POOL}", {"POOL": "http://a:1/v1,http://b:1/v1"}, ("http://a:1/v1", "http://b:1/v1")),
+    ("${POOL}", {"POOL": " http://a:1/v1 , "}, ("http://a:1/v1",)),
+    (["${A:-}", "http://b:1/v1"], {}, ("http://b:1/v1",)),
+])
+def test_a_pools_endpoints_may_come_from_one_variable_and_unset_ones_are_left_out(
+        written: Any, env: dict[str, str], urls: tuple[str, ...]) -> None:
+    config = parse_config({"providers": {"pool": {"kind": "vllm", "endpoints": written}}}, env)
+    assert config.providers["pool"].base_urls == urls and config.providers["pool"].enabled
+
+
+@pytest.mark.parametrize("written", ["${POOL:-}", ["${A:-}", "${B:-}"]])
+def test_a_pool_whose_endpoint_variables_are_unset_is_disabled_with_one_warning(written: Any) -> None:
+    config = parse_config({"providers": {"pool": {"kind": "vllm", "endpoints": written}},
+                           "models": {"m": {"routes": [{"provider": "pool"}]}}}, {})
+    assert not config.providers["pool"].enabled and "m" not in config.models
+    assert config.warnings == ("providers.pool.endpoints names no URL (its variables are unset): provider 'pool' is "
+                               "disabled until one is set", "models.m: every route's provider is disabled; the model "
+                               "is not served")
+
+
+def test_an_endpoints_list_written_empty_is_refused() -> None:
+    assert refusal({"providers": {"pool": {"kind": "vllm", "endpoints": []}}}) == (
+        "providers.pool.endpoints: empty; list at least one base URL")
+
+
+def test_loopback_keys_are_kept_as_hashes_and_an_unset_one_is_no_key() -> None:
+    config = parse_config({"teams": {"demo": {"loopback_keys": ["sk-gw-demo", "${LOCAL_KEY:-}"]}}}, {})
+    assert config.teams["demo"].loopback_key_hashes == (hashlib.sha256(b"sk-gw-demo").hexdigest(),)
+    assert config.auth_required
+
+
+def test_a_key_both_loopback_and_ordinary_is_refused() -> None:
+    message = refusal({"teams": {"demo": {"keys": ["${KEY}"], "loopback_keys": ["${KEY}"]}}}, {"KEY": "sk-shared"})
+    assert message.startswith("teams.demo.loopback_keys: a key is in both keys and loopback_keys")
+    assert "sk-shared" not in message
