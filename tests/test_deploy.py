@@ -66,6 +66,7 @@ def test_the_compose_gateway_config_is_valid_listens_where_prometheus_scrapes_an
     keyed = load_config(str(ROOT / "deploy" / "config.yaml"),
                         env={"DEEPINFRA_TOKEN": "x", "RESEARCH_API_KEY": "sk-research"})
     assert "llama-3.1-8b" in keyed.models and keyed.teams["research"].key_hashes
+    assert [r.provider for r in keyed.models["llama-3.1-8b"].routes] == ["deepinfra"]  # the mock steps aside
 
     prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     job = prometheus["scrape_configs"][0]
@@ -126,3 +127,21 @@ def test_the_replicas_override_balances_over_the_gateway_service_with_files_that
     nginx = (ROOT / source).read_text()
     assert "set $gateway http://gateway:8080;" in nginx and "proxy_buffering off;" in nginx
     assert "location = /metrics" in nginx  # scrapes go to each replica, never through the balancer
+
+
+def test_compose_answers_with_no_provider_account_every_model_from_the_mock_stand_in():
+    config = load_config(str(ROOT / "deploy" / "config.yaml"), env={"RESEARCH_API_KEY": "sk-research-1"})
+    assert config.models and all([r.provider for r in model.routes] == ["mock"] for model in config.models.values())
+    assert all(route.price is not None for model in config.models.values() for route in model.routes)
+    assert not any(team.loopback_key_hashes for team in config.teams.values())  # no client is loopback in Docker
+    assert config.teams["research"].key_hashes
+    assert "RESEARCH_API_KEY" in SERVICES["gateway"]["environment"]
+
+
+def test_the_deploy_guide_shows_an_env_file_with_a_team_key_and_says_loopback_keys_do_not_work_in_docker():
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    env_file = guide.split("cat > .env <<'EOF'\n", 1)[1].split("\nEOF", 1)[0]
+    set_names = [line.split("=", 1)[0] for line in env_file.splitlines() if line and not line.startswith("#")]
+    assert "RESEARCH_API_KEY" in set_names
+    assert not [name for name in set_names if name.endswith(("_TOKEN", "_API_KEY")) and name != "RESEARCH_API_KEY"]
+    assert "Docker's port mapping" in guide and "loopback" in guide
