@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import resource
 import signal
 import socket
@@ -26,19 +27,28 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    """`python -m gateway serve` on a config dict, started and stopped by the test."""
+    """`python -m gateway serve` on a config dict, started and stopped by the test.
 
-    def __init__(self, config: dict[str, Any], *, workers: int = 1, env: dict[str, str] | None = None,
+    Given a file instead, the process serves that file as it is (on `port`, through --port),
+    in an environment without any variable the file reads: what a newcomer's shell has.
+    """
+
+    def __init__(self, config: dict[str, Any] | Path, *, workers: int = 1, env: dict[str, str] | None = None,
                  port: int | None = None, max_open_files: int | None = None) -> None:
         self.port = port or free_port()
-        server = dict(config.get("server") or {})
-        server.update({"host": "127.0.0.1", "port": self.port})
-        self.config = {**config, "server": server}
+        self._dir = tempfile.TemporaryDirectory(prefix="gateway-test-")
+        self.file = config if isinstance(config, Path) else None
+        if isinstance(config, Path):
+            self.config: dict[str, Any] = {}
+            self.config_path = config
+        else:
+            server = dict(config.get("server") or {})
+            server.update({"host": "127.0.0.1", "port": self.port})
+            self.config = {**config, "server": server}
+            self.config_path = Path(self._dir.name) / "config.yaml"
         self.workers = workers
         self.env = env or {}
         self.max_open_files = max_open_files  # the process's hard limit too, as on a host that sets one
-        self._dir = tempfile.TemporaryDirectory(prefix="gateway-test-")
-        self.config_path = Path(self._dir.name) / "config.yaml"
         self.log_path = Path(self._dir.name) / "gateway.log"
         self._process: subprocess.Popen | None = None
 
@@ -52,13 +62,18 @@ class GatewayProcess:
         return self.url + "/v1"
 
     def start(self, timeout_s: float = 20.0) -> "GatewayProcess":
-        self.config_path.write_text(yaml.safe_dump(self.config))
-        env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT),
+        inherited = dict(os.environ)
+        if self.file is None:
+            self.config_path.write_text(yaml.safe_dump(self.config))
+        else:
+            for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", self.file.read_text()):
+                inherited.pop(name, None)
+        env = {**inherited, **self.env, "PYTHONPATH": str(ROOT),
                "PROMETHEUS_MULTIPROC_DIR": str(Path(self._dir.name) / "metrics")}
         self._log = open(self.log_path, "wb")
         self._process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--config", str(self.config_path),
-             "--workers", str(self.workers)],
+             "--workers", str(self.workers), *(("--port", str(self.port)) if self.file else ())],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=self._limit_files if self.max_open_files else None)
         deadline = time.monotonic() + timeout_s

@@ -1,4 +1,5 @@
-"""The `gateway` command: serve, check a config, manage keys, report usage, manage dedicated endpoints."""
+"""The `gateway` command: serve, check a config, manage keys, report usage, manage dedicated endpoints,
+run the mock upstream alone."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from typing import Any
 
 from gateway.cli import endpoints as cli_endpoints
+from gateway.cli import mock as cli_mock
 from gateway.config import Config, ConfigError, load_config
 
 
@@ -47,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     usage.add_argument("--to", dest="last")
 
     cli_endpoints.add_commands(commands)
+    cli_mock.add_command(commands)
 
     args = parser.parse_args(argv)
     try:
@@ -56,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             return check_command(args.file)
         if args.command == "endpoints":
             return cli_endpoints.run(args)
+        if args.command == "mock":
+            return cli_mock.run(args)
         from gateway.cli import admin as cli_admin
 
         return cli_admin.run(args)
