@@ -4,7 +4,10 @@ machine only, and records the spend; the key shows in no log line."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,13 +85,16 @@ def test_the_demo_key_relayed_by_a_proxy_is_refused(first_run: GatewayProcess, r
     assert models.status_code == 401
 
 
-def test_the_readmes_python_snippet_runs_as_written(first_run: GatewayProcess, capsys: pytest.CaptureFixture) -> None:
+def test_the_readmes_python_snippet_runs_as_written(first_run: GatewayProcess) -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("### The first ten minutes", 1)[1]
     snippet = re.search(r"```python\n(.*?)```", section, re.DOTALL)
     assert snippet and "sk-gw-demo" in snippet.group(1)
-    exec(snippet.group(1).replace("127.0.0.1:8080", f"127.0.0.1:{first_run.port}"), {})
-    printed = capsys.readouterr().out.splitlines()
+    script = snippet.group(1).replace("127.0.0.1:8080", f"127.0.0.1:{first_run.port}")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")})
+    assert run.returncode == 0, run.stderr
+    printed = run.stdout.splitlines()
     assert printed[0].startswith("This is the mock provider answering: Hi")
     assert printed[1].startswith("This is the mock provider answering: Stream, please")
     assert printed[2] == "16"

@@ -9,7 +9,8 @@ import httpx
 import yaml
 
 from tests.fakes import FakeProvider
-from tests.gateway_process import ROOT, GatewayProcess
+from tests.gateway_process import ROOT, GatewayProcess, free_port
+from tests.waiting import wait_until
 
 
 def gateway_cli(*args: str) -> subprocess.CompletedProcess:
@@ -60,3 +61,30 @@ def test_keys_and_usage_from_the_command_line(redis_process):
             assert "revoked" in gateway_cli("keys", "list", "--config", str(gw.config_path)).stdout
             unknown = gateway_cli("keys", "revoke", "key_nope", "--config", str(gw.config_path))
             assert unknown.returncode == 1 and "no key with id" in unknown.stderr
+
+
+def test_gateway_mock_serves_the_mock_upstream_alone_on_the_port_it_is_given():
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "gateway", "mock", "--port", str(port), "--answer-tokens", "2"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/health"), timeout_s=10, what="the mock to listen")
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=10,
+                            json={"model": "any", "messages": [{"role": "user", "content": "hi"}]})
+        assert answer.json()["choices"][0]["message"]["content"] == "This is"
+    finally:
+        process.terminate()
+        printed, _ = process.communicate(timeout=10)
+    assert printed.splitlines()[0] == f"mock upstream at http://127.0.0.1:{port}/v1 (set it as a provider's base_url)"
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_gateway_mock_refuses_a_setting_out_of_range():
+    result = gateway_cli("mock", "--error-rate", "2")
+    assert result.returncode == 2 and result.stderr.strip() == "mock: error_rate: 2 is out of range [0, 1]"
