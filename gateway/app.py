@@ -19,7 +19,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway import admin
-from gateway.config import Config, load_config
+from gateway.config import Config, load_config_text, read_config_text
 from gateway.errors import GatewayError
 from gateway.proxy import find_model, proxy
 from gateway.request import request_id
@@ -98,8 +98,10 @@ def with_request_id(scope: Scope, send: Send) -> Send:
     return sending
 
 
-def create_app(config: Config, gateway: Gateway | None = None) -> GatewayApp:
-    gw = gateway or Gateway(config)
+def create_app(config: Config, gateway: Gateway | None = None, *, path: str | None = None,
+               text: str | None = None) -> GatewayApp:
+    """The app for `config`; `path` and `text` say where it came from, for a reload to read it again."""
+    gw = gateway or Gateway(config, path=path, text=text)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -127,9 +129,11 @@ def create_app(config: Config, gateway: Gateway | None = None) -> GatewayApp:
 
 def app_from_env() -> GatewayApp:
     """Factory for uvicorn workers: each loads the config file named in $GATEWAY_CONFIG."""
-    config = load_config(os.environ[CONFIG_ENV])
+    path = os.environ[CONFIG_ENV]
+    text = read_config_text(path)
+    config = load_config_text(text, path)
     GatewayProtocol.configure(config.server)
-    return create_app(config)
+    return create_app(config, path=path, text=text)
 
 
 async def list_models(request: Request) -> Response:
@@ -148,7 +152,7 @@ async def get_model(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     try:
         team = (await gw.keys.authenticate(request.headers.get("authorization"))).team
-        model = find_model(gw, request.path_params["name"], team)
+        model = find_model(gw.config, request.path_params["name"], team)
     except GatewayError as error:
         return error.response()
     return _json({"id": model.name, "object": "model", "created": int(gw.started_at), "owned_by": "gateway"})

@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, check a config, manage keys, report usage, manage dedicated endpoints."""
+"""The `gateway` command: serve, check a config, reload it, manage keys, report usage, manage dedicated endpoints."""
 
 from __future__ import annotations
 
@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     usage.add_argument("--period", choices=("day", "month"), default="month")
     usage.add_argument("--from", dest="first")
     usage.add_argument("--to", dest="last")
+
+    reload = commands.add_parser("reload", parents=[target], help="load the config anew on every worker, "
+                                 "without a restart (the gateway reads its own file again unless --send)")
+    reload.add_argument("--send", metavar="FILE", help="send this YAML file as the new config instead")
 
     cli_endpoints.add_commands(commands)
 
