@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fnmatch
 import logging
 import os
+import signal
 from typing import AsyncIterator
 
 import orjson
@@ -19,12 +21,13 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway import admin
-from gateway.config import Config, load_config_text, read_config_text
+from gateway.config import Config, ConfigError, load_config_text, read_config_text
 from gateway.errors import GatewayError
 from gateway.proxy import find_model, proxy
 from gateway.request import request_id
 from gateway.server import GatewayProtocol
 from gateway.service import Gateway
+from gateway.store import StoreUnavailable
 
 log = logging.getLogger("gateway")
 CONFIG_ENV = "GATEWAY_CONFIG"
@@ -106,9 +109,11 @@ def create_app(config: Config, gateway: Gateway | None = None, *, path: str | No
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gw.start()
+        hangup = ReloadOnHangup(gw)
         try:
             yield
         finally:
+            hangup.close()
             await gw.stop()
 
     app = Starlette(
@@ -125,6 +130,33 @@ def create_app(config: Config, gateway: Gateway | None = None, *, path: str | No
     )
     app.state.gateway = gw
     return GatewayApp(app, gw)
+
+
+class ReloadOnHangup:
+    """SIGHUP reloads the config, as `POST /admin/reload` does (a worker's supervisor forwards it)."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self._gw = gw
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_signal_handler(signal.SIGHUP, self._hangup)
+
+    def close(self) -> None:
+        self._loop.remove_signal_handler(signal.SIGHUP)
+
+    def _hangup(self) -> None:
+        task = self._loop.create_task(self._reload())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reload(self) -> None:
+        try:
+            reloaded = await self._gw.reloader.reload()
+        except (ConfigError, StoreUnavailable) as error:
+            log.error("SIGHUP: config reload refused, the running config stays: %s", error)
+            return
+        log.info("SIGHUP: config version %d applied: changed %s", reloaded.version,
+                 ", ".join(reloaded.changed) or "nothing")
 
 
 def app_from_env() -> GatewayApp:

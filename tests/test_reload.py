@@ -4,11 +4,14 @@ between requests, nothing in flight cut or settled twice, new prices for what is
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -187,3 +190,40 @@ def test_the_admin_reload_needs_the_admin_key(fake: FakeProvider, redis_process:
     with GatewayProcess(config(fake, redis_process.url, OLD), workers=1) as gw:
         answer = httpx.post(gw.url + "/admin/reload", headers={"authorization": f"Bearer {KEY}"})
         assert answer.status_code == 401 and orjson.loads(answer.content)["error"]["code"] == "invalid_api_key"
+
+
+def worker_pids(gw: GatewayProcess) -> set[int]:
+    found = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        if int(fields["PPid"]) == gw.pid and fields["Name"].strip().startswith("python"):
+            found.add(int(fields["Pid"]))
+    return found
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sighup_reloads_the_config_without_restarting_a_worker_or_cutting_a_stream(
+        fake: FakeProvider, redis_process: RedisProcess, workers: int) -> None:
+    with GatewayProcess(config(fake, redis_process.url, OLD), workers=workers) as gw:
+        wait_until(lambda: served_versions(gw) == [0.0] * workers, 10, "every worker up")
+        pids = worker_pids(gw) if workers > 1 else {gw.pid}
+        streams = [Stream(gw) for _ in range(4)]
+        for stream in streams:
+            stream.start()
+        wait_until(lambda: all(b'"content"' in s.body for s in streams), 10, "every stream under way")
+        gw.config_path.write_text(yaml.safe_dump({**config(fake, redis_process.url, NEW),
+                                                  "server": gw.config["server"]}))
+        os.kill(gw.pid, signal.SIGHUP)  # to the supervisor (or the one process), as `kill -HUP` does
+        wait_until(lambda: served_versions(gw) == [1.0] * workers, 5, "every worker on version 1")
+        for stream in streams:
+            stream.join(30)
+        assert (worker_pids(gw) if workers > 1 else {gw.pid}) == pids
+        request_id = uuid.uuid4().hex
+        assert chat(gw, request_id=request_id).status_code == 200
+    for stream in streams:
+        assert stream.status == 200 and stream.body.endswith(b"data: [DONE]\n\n")
+    record = next(r for r in records(redis_process.url) if r.request_id == request_id)
+    assert record.cost_nano == cost(record, NEW)

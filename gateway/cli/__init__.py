@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 def serve_command(args: Any) -> int:
     import uvicorn
 
+    from gateway import supervisor
     from gateway.server import raise_open_files_limit
 
     config = load_config(args.config)
@@ -84,11 +85,11 @@ def serve_command(args: Any) -> int:
         _prepare_multiprocess_metrics()
     raise_open_files_limit()
     server = config.server
-    uvicorn.run("gateway.app:app_from_env", factory=True, host=args.host or server.host,
-                port=args.port or server.port, workers=workers, loop="uvloop", http="gateway.server:GatewayProtocol",
-                log_level=server.log_level, access_log=args.access_log, timeout_keep_alive=server.keepalive_timeout_s,
-                timeout_graceful_shutdown=server.shutdown_grace_s)
-    return 0
+    return supervisor.run(uvicorn.Config(
+        "gateway.app:app_from_env", factory=True, host=args.host or server.host, port=args.port or server.port,
+        workers=workers, loop="uvloop", http="gateway.server:GatewayProtocol", log_level=server.log_level,
+        access_log=args.access_log, timeout_keep_alive=server.keepalive_timeout_s,
+        timeout_graceful_shutdown=server.shutdown_grace_s))
 
 
 def check_command(path: str) -> int:
