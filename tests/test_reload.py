@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import redis
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -133,6 +134,8 @@ def test_a_reload_under_streaming_load_cuts_no_stream_settles_each_once_and_pric
     for stream in after:
         assert by_id[stream.request_id].cost_nano == cost(by_id[stream.request_id], NEW) > 0
     assert "Traceback" not in log
+    held = redis.Redis.from_url(redis_process.url)
+    assert held.hlen("gw:{team}:reservations") == 0 and not held.hgetall("gw:{team}:held")
 
 
 def test_an_invalid_config_changes_nothing_and_the_answer_says_where_and_why(
