@@ -1,6 +1,6 @@
 """What each Redis client costs the gateway per admission and settlement, against today's.
 
-    python -m bench.redis_clients [--scale 1.0] [--concurrency 1 32 256] [--rounds 3] [--only WORD...] [--tls]
+    python -m bench.redis_clients [--scale 1.0] [--concurrency 1 32 256] [--rounds 3] [--only WORD...] [--tls] [--replica]
 
 The store pipelines its hot-path calls on redis-py's own connections (gateway/store/batch.py)
 for one reason: the admissions and settlements issued in one event-loop turn leave in one
@@ -84,6 +84,37 @@ def _make_certs(directory: Path) -> tuple[Path, Path, Path]:
     ):
         subprocess.run(["openssl", *command.split()], check=True, capture_output=True)
     return ca, cert, key
+
+
+@contextlib.asynccontextmanager
+async def replicated(directory: Path, url: str) -> AsyncIterator[None]:
+    """A replica of the server at `url`, in sync before the measuring starts."""
+    port = _free_port()
+    primary = urlsplit(url)
+    (directory / "replica").mkdir()
+    process = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                                "--appendonly", "no", "--dir", str(directory / "replica"),
+                                "--replicaof", primary.hostname or "127.0.0.1", str(primary.port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_listening(port, process)
+        deadline = time.monotonic() + 10
+        while await _link_status(port) != "up":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the replica did not sync within 10 s")
+            await asyncio.sleep(0.05)
+        yield
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def _link_status(port: int) -> str:
+    client = Redis(port=port)
+    try:
+        return str((await client.info("replication")).get("master_link_status", ""))
+    finally:
+        await client.aclose()
 
 
 @contextlib.contextmanager
@@ -261,6 +292,11 @@ CLIENTS: dict[str, Opener] = {
     "coredis": coredis_client,
     "valkey-glide": glide_client,
 }
+# --replica: the shipped store against a primary with one replica, settlements waiting for it or not.
+REPLICA_CLIENTS: dict[str, Opener] = {
+    "shipped, settle_replicas: 0": lambda url: contextlib.nullcontext(0),
+    "shipped, settle_replicas: 1 (a WAIT per loop turn)": lambda url: contextlib.nullcontext(1),
+}
 
 
 class _BenchStore(RedisStore):
@@ -270,7 +306,7 @@ class _BenchStore(RedisStore):
         super().__init__(url, TIMEOUT_S, max_connections=POOL)
         self._bench_run = run
 
-    async def _fast_run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _fast_run(self, name: str, keys: Sequence[str], args: Sequence[Any], replicas: int = 0) -> Any:
         return await self._bench_run(name, keys, args)
 
 
@@ -318,7 +354,10 @@ async def measure(opener: Opener, url: str, concurrency: int, pairs: int) -> Cel
     try:
         await admin.flushall()  # every cell starts from the same keys
         async with opener(url) as run:
-            store = RedisStore(url, TIMEOUT_S, max_connections=POOL) if run is None else _BenchStore(url, run)
+            if run is None or isinstance(run, int):  # the shipped store; an int: its settle_replicas
+                store = RedisStore(url, TIMEOUT_S, max_connections=POOL, replicas=run or 0)
+            else:
+                store = _BenchStore(url, run)
             try:
                 await _warm_up(store, concurrency, pairs // 10)
                 reads = await _server_reads(admin)
@@ -424,6 +463,8 @@ async def _main(args: argparse.Namespace) -> None:
     # One not installed shows as failed, with its ImportError. Today's is always measured: the others' yardstick.
     clients = {name: opener for n, (name, opener) in enumerate(CLIENTS.items())
                if n == 0 or not args.only or any(word in name for word in args.only)}
+    if args.replica:
+        clients = REPLICA_CLIENTS
     if args.tls:  # today's store is this very path over TLS; opening its 256 connections takes ~10 s a cell
         clients.pop("redis-py + hiredis, per call", None)
     print(_versions())
@@ -431,8 +472,10 @@ async def _main(args: argparse.Namespace) -> None:
     pairs = ", ".join(f"{int(PAIRS.get(n, 5_000) * args.scale):,} at {n}" for n in args.concurrency)
     print(f"pairs measured per cell: {pairs}; {args.rounds} rounds, median kept\n")
     with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp, redis_server(Path(tmp), args.tls) as url:
-        results = await run_all(url, clients, args.concurrency, args.scale, args.rounds)
-    what = "TLS (rediss://; today's store falls back to redis-py per call there)" if args.tls else "plain TCP"
+        async with replicated(Path(tmp), url) if args.replica else contextlib.nullcontext():
+            results = await run_all(url, clients, args.concurrency, args.scale, args.rounds)
+    what = "TLS (rediss://)" if args.tls else "plain TCP"
+    what += ", a primary with one replica" if args.replica else ""
     print(f"### {what}\n\n{table(results, args.concurrency)}\n", flush=True)
 
 
@@ -443,6 +486,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every cell; the median is kept")
     parser.add_argument("--only", nargs="+", help="only the clients whose name contains one of these words")
     parser.add_argument("--tls", action="store_true", help="over TLS (rediss://, a throwaway CA) instead of plain TCP")
+    parser.add_argument("--replica", action="store_true",
+                        help="the shipped store against a primary with a replica, with and without settle_replicas")
     started = time.monotonic()
     uvloop.run(_main(parser.parse_args(argv)))
     print(f"took {time.monotonic() - started:.0f} s")

@@ -1,9 +1,10 @@
-"""The admin API: API keys, usage reports and routing state, behind `server.admin_key`."""
+"""The admin API: API keys, usage reports, routing state and config reloads, behind `server.admin_key`."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hmac
+import logging
 import secrets
 import time
 from dataclasses import asdict
@@ -15,12 +16,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.accounting.periods import utc_periods
+from gateway.config import ConfigError
 from gateway.errors import GatewayError, bad_request
 from gateway.keys import bearer_token, hash_key, new_key
 from gateway.money import nano_to_usd
 from gateway.service import Gateway
 from gateway.store import KeyRecord, StoreUnavailable
 
+log = logging.getLogger("gateway.admin")
 ADMIN_BODY_BYTES = 64 << 10
 MAX_NAME_CHARS = 200
 MAX_USAGE_DAYS = 400  # a report reads one hash per day
@@ -34,6 +37,8 @@ def routes() -> list[Route]:
         Route("/admin/usage", usage, methods=["GET"]),
         Route("/admin/routes", route_table, methods=["GET"]),
         Route("/admin/endpoints", dedicated_endpoints, methods=["GET"]),
+        Route("/admin/reload", reload_config, methods=["POST"]),
+        Route("/admin/config", config_version, methods=["GET"]),
     ]
 
 
@@ -101,6 +106,28 @@ async def dedicated_endpoints(request: Request) -> Response:
     return await _guarded(request, act)
 
 
+async def reload_config(request: Request) -> Response:
+    """Load the config anew (the file the gateway started from, or a YAML text in the body) everywhere."""
+    async def act(gw: Gateway) -> Response:
+        text = await _text_body(request, gw.config.server.max_body_bytes)
+        try:
+            reloaded = await gw.reloader.reload(text or None)
+        except ConfigError as error:
+            log.error("config reload refused, the running config stays: %s", error)
+            raise GatewayError(400, f"config error: {error}; the running config stays",
+                               code="invalid_config") from None
+        log.info("config version %d applied: changed %s", reloaded.version, ", ".join(reloaded.changed) or "nothing")
+        return _json(reloaded.doc())
+    return await _guarded(request, act)
+
+
+async def config_version(request: Request) -> Response:
+    """The config this worker serves: its published version (0: its own file) and a digest of its text."""
+    async def act(gw: Gateway) -> Response:
+        return _json({"object": "config", "version": gw.reloader.version, "digest": gw.reloader.digest})
+    return await _guarded(request, act)
+
+
 def usage_report(team: str, first: str, last: str, days: list) -> dict:
     """Totals and per-day rows, money both in nano-dollars (exact) and USD (readable)."""
     rows = [asdict(d) for d in days]
@@ -124,12 +151,24 @@ def _day(value: str, param: str) -> str:
         raise bad_request(f"'{param}' must be a date YYYY-MM-DD, got {value[:40]!r}", param=param) from None
 
 
-async def _json_body(request: Request, limit: int) -> dict[str, Any]:
+async def _body(request: Request, limit: int) -> bytes:
     raw = b""
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > limit:
             raise GatewayError(413, f"an admin request body is at most {limit} bytes", code="request_too_large")
+    return raw
+
+
+async def _text_body(request: Request, limit: int) -> str:
+    try:
+        return (await _body(request, limit)).decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_request("send the config as UTF-8 YAML text") from None
+
+
+async def _json_body(request: Request, limit: int) -> dict[str, Any]:
+    raw = await _body(request, limit)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:

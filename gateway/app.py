@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fnmatch
 import logging
 import os
+import signal
 from typing import AsyncIterator
 
 import orjson
@@ -19,12 +21,13 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway import admin
-from gateway.config import Config, load_config
+from gateway.config import Config, ConfigError, load_config_text, read_config_text
 from gateway.errors import GatewayError
 from gateway.proxy import find_model, proxy
 from gateway.request import request_id
 from gateway.server import GatewayProtocol
 from gateway.service import Gateway
+from gateway.store import StoreUnavailable
 
 log = logging.getLogger("gateway")
 CONFIG_ENV = "GATEWAY_CONFIG"
@@ -98,15 +101,19 @@ def with_request_id(scope: Scope, send: Send) -> Send:
     return sending
 
 
-def create_app(config: Config, gateway: Gateway | None = None) -> GatewayApp:
-    gw = gateway or Gateway(config)
+def create_app(config: Config, gateway: Gateway | None = None, *, path: str | None = None,
+               text: str | None = None) -> GatewayApp:
+    """The app for `config`; `path` and `text` say where it came from, for a reload to read it again."""
+    gw = gateway or Gateway(config, path=path, text=text)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gw.start()
+        hangup = ReloadOnHangup(gw)
         try:
             yield
         finally:
+            hangup.close()
             await gw.stop()
 
     app = Starlette(
@@ -125,11 +132,40 @@ def create_app(config: Config, gateway: Gateway | None = None) -> GatewayApp:
     return GatewayApp(app, gw)
 
 
+class ReloadOnHangup:
+    """SIGHUP reloads the config, as `POST /admin/reload` does (a worker's supervisor forwards it)."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self._gw = gw
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_signal_handler(signal.SIGHUP, self._hangup)
+
+    def close(self) -> None:
+        self._loop.remove_signal_handler(signal.SIGHUP)
+
+    def _hangup(self) -> None:
+        task = self._loop.create_task(self._reload())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reload(self) -> None:
+        try:
+            reloaded = await self._gw.reloader.reload()
+        except (ConfigError, StoreUnavailable) as error:
+            log.error("SIGHUP: config reload refused, the running config stays: %s", error)
+            return
+        log.info("SIGHUP: config version %d applied: changed %s", reloaded.version,
+                 ", ".join(reloaded.changed) or "nothing")
+
+
 def app_from_env() -> GatewayApp:
     """Factory for uvicorn workers: each loads the config file named in $GATEWAY_CONFIG."""
-    config = load_config(os.environ[CONFIG_ENV])
+    path = os.environ[CONFIG_ENV]
+    text = read_config_text(path)
+    config = load_config_text(text, path)
     GatewayProtocol.configure(config.server)
-    return create_app(config)
+    return create_app(config, path=path, text=text)
 
 
 async def list_models(request: Request) -> Response:
@@ -148,7 +184,7 @@ async def get_model(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     try:
         team = (await gw.keys.authenticate(request.headers.get("authorization"), request.scope)).team
-        model = find_model(gw, request.path_params["name"], team)
+        model = find_model(gw.config, request.path_params["name"], team)
     except GatewayError as error:
         return error.response()
     return _json({"id": model.name, "object": "model", "created": int(gw.started_at), "owned_by": "gateway"})

@@ -49,11 +49,9 @@ class KeyRing:
     def __init__(self, config: Config, store: Store, refresh_s: float = 0.5) -> None:
         self._config = config
         self._store = store
-        self._static = {h: Identity(team, f"config:{h[:8]}")
-                        for team in config.teams.values() for h in team.key_hashes}
+        self._static = _config_keys(config)
         self._keys: dict[str, Identity] = dict(self._static)
-        self._loopback = {h: Identity(team, f"loopback:{h[:8]}")
-                          for team in config.teams.values() for h in team.loopback_key_hashes}
+        self._loopback = _loopback_keys(config)
         self._version: int | None = None
         self._poller = Periodic("api key refresh", refresh_s, self._refresh_quietly)
         self._misses: dict[str, float] = {}  # key hash -> monotonic time until which it is known unknown
@@ -108,6 +106,20 @@ class KeyRing:
         identity = self._keys[key_hash] = Identity(team, record.key_id)
         return identity
 
+    def use(self, config: Config) -> None:
+        """Serve a reloaded config: its teams and keys from now on, store keys mapped to its teams.
+
+        A key whose team is gone stops working at once; the next refresh reads the store anew.
+        """
+        teams = config.teams
+        static = _config_keys(config)
+        keys = {h: Identity(teams[i.team.name], i.key_id) for h, i in self._keys.items()
+                if h not in self._static and i.team.name in teams}
+        keys.update(static)
+        self._config, self._static, self._keys, self._version = config, static, keys, None
+        self._loopback = _loopback_keys(config)
+        self._misses.clear()
+
     def remember(self, record: KeyRecord) -> None:
         """A key this process just created works here at once, elsewhere at the next refresh."""
         team = self._config.teams.get(record.team)
@@ -130,6 +142,14 @@ class KeyRing:
             await self.refresh()
         except StoreUnavailable:
             pass  # keep the last known keys; the store's absence shows at admission
+
+
+def _config_keys(config: Config) -> dict[str, Identity]:
+    return {h: Identity(team, f"config:{h[:8]}") for team in config.teams.values() for h in team.key_hashes}
+
+
+def _loopback_keys(config: Config) -> dict[str, Identity]:
+    return {h: Identity(team, f"loopback:{h[:8]}") for team in config.teams.values() for h in team.loopback_key_hashes}
 
 
 class RateLimit:

@@ -22,9 +22,9 @@ from gateway.accounting.settlement import Outcome
 from gateway.accounting.usage import InvalidUsage, Usage, estimate, output_bytes, usage_from_doc
 from gateway.auth import Identity
 from gateway.call import Call
-from gateway.config import ModelConfig
+from gateway.config import Config, ModelConfig
 from gateway.errors import GatewayError
-from gateway.routing import Candidate, Endpoint, Route
+from gateway.routing import Candidate, Endpoint, Route, Router
 from gateway.routing.attempt import Attempt
 from gateway.upstream.adapt import upstream_body
 from gateway.upstream.client import Opened, invalid_response
@@ -39,9 +39,12 @@ log = logging.getLogger("gateway.exchange")
 
 
 class Exchange:
-    def __init__(self, gw: Gateway, call: Call, model: ModelConfig, identity: Identity, reservation: Reservation,
-                 started: float, headers: dict[str, str], receive: Receive, send: Send) -> None:
+    def __init__(self, gw: Gateway, config: Config, router: Router, call: Call, model: ModelConfig,
+                 identity: Identity, reservation: Reservation, started: float, headers: dict[str, str],
+                 receive: Receive, send: Send) -> None:
         self._gw = gw
+        self._config = config  # what the request started on; a reload meanwhile does not change it
+        self._router = router
         self._call = call
         self._model = model
         self._identity = identity
@@ -95,14 +98,14 @@ class Exchange:
         refusal: GatewayError | None = None  # a route's own refusal of the parameters
         failure: GatewayError | None = None  # the last upstream failure
         for route, room_only in routes:
-            if self.attempts >= gw.config.routing.max_attempts:
+            if self.attempts >= self._config.routing.max_attempts:
                 break
             try:
                 outgoing = upstream_body(call, route)
             except GatewayError as error:
                 refusal = refusal or error
                 continue
-            attempt = Attempt.begin(gw.router, route, tried, room_only)
+            attempt = Attempt.begin(self._router, route, tried, room_only)
             if attempt is None:  # the pool filled up, or another request took the probe, since the plan
                 continue
             tried.append(attempt.endpoint)
@@ -162,7 +165,7 @@ class Exchange:
     async def _relay_stream(self, attempt: Attempt) -> None:
         assert self._route is not None and self._opened is not None
         provider = self._route.provider
-        self._tap = StreamTap(provider.profile, self._call.wants_usage, self._gw.config.upstream.max_event_bytes)
+        self._tap = StreamTap(provider.profile, self._call.wants_usage, self._config.upstream.max_event_bytes)
         self._relay = Relay(self._opened, self._tap, provider.timeouts, self._headers,
                             finish_abandoned=provider.abandoned_streams == "finish")
         end = await self._relay.run(self._receive, self._send)

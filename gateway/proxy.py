@@ -16,7 +16,7 @@ from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from gateway.call import read_call
-from gateway.config import ModelConfig, TeamConfig
+from gateway.config import Config, ModelConfig, TeamConfig
 from gateway.errors import GatewayError
 from gateway.exchange import Exchange
 from gateway.request import read_body, request_id
@@ -31,22 +31,26 @@ async def proxy(gw: Gateway, endpoint: str, scope: Scope, receive: Receive, send
     reply_headers = {"x-request-id": request_id(headers.get("x-request-id"))}
     try:
         identity = await gw.keys.authenticate(headers.get("authorization"), scope)
-        raw = await read_body(receive, headers.get("content-length"), gw.config.server)
-        call = read_call(raw, endpoint, gw.config.server.max_output_tokens)
-        model = find_model(gw, call.model, identity.team)
-        routes = gw.router.plan(model, call, headers.get("x-gateway-route"))
+        # The config this request runs on to its settlement: a reload swaps both, never between
+        # these two reads, and a request in flight keeps the ones it started with.
+        config, router = gw.config, gw.router
+        raw = await read_body(receive, headers.get("content-length"), config.server)
+        call = read_call(raw, endpoint, config.server.max_output_tokens)
+        model = find_model(config, call.model, identity.team)
+        routes = router.plan(model, call, headers.get("x-gateway-route"))
         reservation = await gw.admitter.admit(call, (route for route, _ in routes), identity.team)
     except GatewayError as error:
         gw.metrics.refused(error.status)
         await error.send(send, reply_headers)
         return
     reply_headers.update(reservation.headers)
-    async with Exchange(gw, call, model, identity, reservation, started, reply_headers, receive, send) as exchange:
+    async with Exchange(gw, config, router, call, model, identity, reservation, started, reply_headers, receive,
+                        send) as exchange:
         await exchange.run(routes)
 
 
-def find_model(gw: Gateway, name: str, team: TeamConfig) -> ModelConfig:
-    model = gw.config.models.get(name)
+def find_model(config: Config, name: str, team: TeamConfig) -> ModelConfig:
+    model = config.models.get(name)
     if model is None:
         raise GatewayError(404, f"The model '{name[:200]}' does not exist or you do not have access to it.",
                            param="model", code="model_not_found")

@@ -15,7 +15,9 @@ from gateway.dedicated import DedicatedEndpoints
 from gateway.mock import MockServers
 from gateway.observability.gauges import StateGauges
 from gateway.observability.metrics import Metrics
+from gateway.reload import Reloader
 from gateway.routing import Router, Signals
+from gateway.server import GatewayProtocol
 from gateway.store import Store, StoreUnavailable, open_store
 from gateway.upstream.client import UpstreamClient
 
@@ -24,7 +26,10 @@ DRAIN_TIMEOUT_S = 5.0  # at shutdown, how long settlements in flight may take to
 
 
 class Gateway:
-    def __init__(self, config: Config, store: Store | None = None) -> None:
+    """`config` and `router` are what new requests run on; `apply` swaps both at once (a reload)."""
+
+    def __init__(self, config: Config, store: Store | None = None, *, path: str | None = None,
+                 text: str | None = None) -> None:
         self.config = config
         self.started_at = time.time()
         self.metrics = Metrics(config)
@@ -47,6 +52,7 @@ class Gateway:
         if self.dedicated:
             self.settler.observers.append(self.dedicated.observe)
         self.gauges = StateGauges(self.metrics, config, self.router, self.store, self.outbox)
+        self.reloader = Reloader(self, path, text)
 
     async def start(self) -> None:
         for warning in self.config.warnings:
@@ -66,6 +72,26 @@ class Gateway:
         await self.dedicated.start()
         self.outbox.start()
         self.gauges.start()
+        await self.reloader.start()
+
+    async def apply(self, config: Config) -> None:
+        """Serve `config` from the next request on; requests running keep theirs to the end.
+
+        The swap is one step with no await in it (mock servers a new config names are started
+        before it); the background parts that follow the config (pollers, gauges) are rebuilt after.
+        """
+        router = Router(config, previous=self.router, located=await self.mocks.use(config.providers))
+        self.config, self.router = config, router
+        self.keys.use(config)
+        self.upstream.use(dict(config.providers), config.upstream)
+        self.metrics.use(config)
+        GatewayProtocol.configure(config.server)  # connection deadlines and caps, for what comes next
+        await self.signals.stop()
+        await self.gauges.stop()
+        self.signals = Signals(config, router)
+        self.gauges = StateGauges(self.metrics, config, router, self.store, self.outbox)
+        await self.signals.start()
+        self.gauges.start()
 
     async def stop(self) -> None:
         # The server stopped taking requests and cancelled those past its grace period: their
@@ -73,6 +99,7 @@ class Gateway:
         left = await self.inflight.drained(DRAIN_TIMEOUT_S)
         if left:
             log.error("%d requests were still unsettled when the gateway stopped", left)
+        await self.reloader.stop()
         await self.outbox.stop(DRAIN_TIMEOUT_S)
         await self.dedicated.stop()
         await self.signals.stop()

@@ -96,6 +96,20 @@ async def test_a_lookup_while_the_store_is_down_is_a_503_to_retry_not_a_401() ->
     assert (error.status, error.code, error.headers["retry-after"]) == (503, "store_unavailable", "1")
 
 
+async def test_a_reloaded_config_moves_keys_to_its_teams_and_drops_the_keys_of_teams_gone() -> None:
+    store = CountingStore()
+    ring = KeyRing(CONFIG, store)
+    await store.add_key(KeyRecord("key_1", hash_key("sk-ops"), "ops", "ci", created_ms=1))
+    await ring.refresh()
+    reloaded = parse_config({"teams": {"ops": {"rpm": 7, "keys": ["sk-rotated"]}}}, {})
+    ring.use(reloaded)
+    assert (await ring.authenticate("Bearer sk-ops")).team is reloaded.teams["ops"]  # its new limits
+    assert (await ring.authenticate("Bearer sk-rotated")).team.name == "ops"
+    # A key written for a team the new config no longer has: unknown, looked up once, refused.
+    assert (await refused(ring, "Bearer sk-in-config")).status == 401
+    assert store.lookups == 1
+
+
 # --- loopback keys: a well-known key that is no key to anyone off this machine ----------------
 
 DEMO_KEY = "sk-gw-demo"

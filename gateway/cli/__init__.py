@@ -1,5 +1,5 @@
-"""The `gateway` command: serve, check a config, manage keys, report usage, manage dedicated endpoints,
-run the mock upstream alone."""
+"""The `gateway` command: serve, check a config, reload it, manage keys, report usage, manage dedicated
+endpoints, run the mock upstream alone."""
 
 from __future__ import annotations
 
@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     usage.add_argument("--from", dest="first")
     usage.add_argument("--to", dest="last")
 
+    reload = commands.add_parser("reload", parents=[target], help="load the config anew on every worker, "
+                                 "without a restart (the gateway reads its own file again unless --send)")
+    reload.add_argument("--send", metavar="FILE", help="send this YAML file as the new config instead")
+
     cli_endpoints.add_commands(commands)
     cli_mock.add_command(commands)
 
@@ -72,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 def serve_command(args: Any) -> int:
     import uvicorn
 
+    from gateway import supervisor
     from gateway.server import raise_open_files_limit
 
     config = load_config(args.config)
@@ -85,11 +90,11 @@ def serve_command(args: Any) -> int:
         _prepare_multiprocess_metrics()
     raise_open_files_limit()
     server = config.server
-    uvicorn.run("gateway.app:app_from_env", factory=True, host=args.host or server.host,
-                port=args.port or server.port, workers=workers, loop="uvloop", http="gateway.server:GatewayProtocol",
-                log_level=server.log_level, access_log=args.access_log, timeout_keep_alive=server.keepalive_timeout_s,
-                timeout_graceful_shutdown=server.shutdown_grace_s)
-    return 0
+    return supervisor.run(uvicorn.Config(
+        "gateway.app:app_from_env", factory=True, host=args.host or server.host, port=args.port or server.port,
+        workers=workers, loop="uvloop", http="gateway.server:GatewayProtocol", log_level=server.log_level,
+        access_log=args.access_log, timeout_keep_alive=server.keepalive_timeout_s,
+        timeout_graceful_shutdown=server.shutdown_grace_s))
 
 
 def check_command(path: str) -> int:

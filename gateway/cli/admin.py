@@ -1,4 +1,4 @@
-"""CLI commands that talk to a running gateway's admin API: keys and usage."""
+"""CLI commands that talk to a running gateway's admin API: keys, usage and config reloads."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ def run(args: Any) -> int:
     with httpx.Client(base_url=url, headers={"authorization": f"Bearer {admin_key}"}, timeout=10) as client:
         if args.command == "usage":
             return _usage(client, args)
+        if args.command == "reload":
+            return _reload(client, args)
         if args.action == "create":
             response = client.post("/admin/keys", json={"team": args.team, "name": args.name})
         elif args.action == "list":
@@ -30,6 +32,16 @@ def _usage(client: httpx.Client, args: Any) -> int:
     first = args.first or (today if args.period == "day" else month + "-01")
     response = client.get("/admin/usage", params={"team": args.team, "from": first, "to": args.last or today})
     return _show(response, _usage_lines)
+
+
+def _reload(client: httpx.Client, args: Any) -> int:
+    text = b""
+    if args.send:
+        with open(args.send, "rb") as f:
+            text = f.read()
+    response = client.post("/admin/reload", content=text, headers={"content-type": "application/yaml"},
+                           timeout=60)  # it waits for the new routes' first poll
+    return _show(response, _reload_lines)
 
 
 def _target(args: Any) -> tuple[str, str]:
@@ -71,4 +83,12 @@ def _usage_lines(doc: dict) -> list[str]:
         out.append(f"  {day['day']}  {day['requests']:>8} req  ${day['cost_usd']:.6f}")
         for route, row in sorted(day["by_route"].items()):
             out.append(f"      {route:<40} {row.get('requests', 0):>6} req  {row.get('cost_nano', 0)} nano$")
+    return out
+
+
+def _reload_lines(doc: dict) -> list[str]:
+    out = [f"config version {doc['version']} applied; changed: {', '.join(doc['changed']) or 'nothing'}"]
+    if doc["needs_restart"]:
+        out.append(f"needs a restart to apply: {', '.join(doc['needs_restart'])}")
+    out.extend(f"warning: {warning}" for warning in doc["warnings"])
     return out

@@ -6,7 +6,7 @@
 """
 
 from gateway.config.dedicated import AutoscaleConfig, DedicatedConfig, ServiceSpec
-from gateway.config.load import ConfigError, load_config, parse_config
+from gateway.config.load import ConfigError, load_config, load_config_text, parse_config, read_config_text
 from gateway.config.providers import ProviderConfig, Timeouts
 from gateway.config.schema import (
     STRATEGIES,
@@ -27,5 +27,6 @@ from gateway.config.schema import (
 __all__ = [
     "STRATEGIES", "AutoscaleConfig", "CircuitConfig", "Config", "ConfigError", "DedicatedConfig", "LatencyConfig",
     "ModelConfig", "PartTokens", "Price", "ProviderConfig", "RouteConfig", "RoutingConfig", "ServerConfig", "ServiceSpec",
-    "StoreConfig", "TeamConfig", "Timeouts", "UpstreamConfig", "load_config", "parse_config",
+    "StoreConfig", "TeamConfig", "Timeouts", "UpstreamConfig", "load_config", "load_config_text", "parse_config",
+    "read_config_text",
 ]

@@ -28,13 +28,25 @@ class ConfigError(ValueError):
 
 
 def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
+    return load_config_text(read_config_text(path), path, env)
+
+
+def read_config_text(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
+            return f.read()
     except OSError as exc:
         raise ConfigError(path, f"cannot read the file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, "not UTF-8 text") from None
+
+
+def load_config_text(text: str, source: str = "config", env: Mapping[str, str] | None = None) -> Config:
+    """A config from YAML text, its ${VAR}s from `env` (this process's environment by default)."""
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(path, f"not valid YAML: {exc}") from None
+        raise ConfigError(source, f"not valid YAML: {exc}") from None
     return parse_config(raw or {}, os.environ if env is None else env)
 
 

@@ -62,6 +62,21 @@ class MockServers:
             await server.start()
         return {name: server.base_url for name, server in self.servers.items()}
 
+    async def use(self, providers: dict[str, ProviderConfig]) -> dict[str, str]:
+        """Follow a reloaded config: new mocks started, removed ones stopped, and the others kept
+        listening with their new settings (what they are answering goes on); each one's base URL."""
+        wanted = {name: p.mock for name, p in providers.items() if p.mock is not None}
+        for name in self.servers.keys() - wanted.keys():
+            await self.servers.pop(name).stop()
+        for name, config in wanted.items():
+            server = self.servers.get(name)
+            if server is None:
+                server = self.servers[name] = MockServer(config)
+                await server.start()
+            elif server.config != config:
+                server.config, server.answers = config, MockAnswers(config)
+        return {name: server.base_url for name, server in self.servers.items()}
+
     async def stop(self) -> None:
         for server in self.servers.values():
             await server.stop()

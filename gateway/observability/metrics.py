@@ -181,26 +181,36 @@ class Metrics:
                                       "What remains of a team's budget this period, in USD", by_budget,
                                       multiprocess_mode="livemostrecent", registry=r)
 
+        self.config_version = Gauge("gateway_config_version", "The published config version a worker serves "
+                                    "(0: the file it started from, before any reload)", multiprocess_mode="liveall",
+                                    registry=r)
+
         self.store_duration = Histogram("gateway_store_duration_seconds", "Store calls, by operation",
                                         ["operation"], buckets=STORE_BUCKETS, registry=r)
         self.store_failures = Counter("gateway_store_failures_total",
                                       "Store calls that got no answer (timeout, refused, error)", ["operation"],
                                       registry=r)
 
-        self._pool_providers = frozenset(name for name, p in config.providers.items() if p.is_pool)
-        self._pooled_models = frozenset(name for name, m in config.models.items()
-                                        if any(r.provider in self._pool_providers for r in m.routes))
         self._served: dict[tuple[str, str, str, int], _Served] = {}
         self._refused: dict[int, Counter] = {}
         self._failed: dict[tuple[str, str], Counter] = {}
         # Series a dashboard divides by or plots exist from the start, at zero.
         for status in ("4xx", "5xx"):
             self.refusals.labels(status)
+        for operation in STORE_OPERATIONS:
+            self.store_failures.labels(operation)
+        self.use(config)
+
+    def use(self, config: Config) -> None:
+        """The models and pools of this config (at start, and after a reload)."""
+        self._config = config
+        self._pool_providers = frozenset(name for name, p in config.providers.items() if p.is_pool)
+        self._pooled_models = frozenset(name for name, m in config.models.items()
+                                        if any(r.provider in self._pool_providers for r in m.routes))
+        self._served = {}  # each holds whether its route is a pool's, which the config may have changed
         for name, model in config.models.items():
             for route in model.routes:
                 self.pool_counter(name, route.provider)
-        for operation in STORE_OPERATIONS:
-            self.store_failures.labels(operation)
 
     # --- the request path ------------------------------------------------------------
 

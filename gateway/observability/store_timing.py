@@ -12,7 +12,8 @@ from gateway.store.base import SETTLED_GRACE_S
 
 T = TypeVar("T")
 STORE_OPERATIONS = ("admit", "release", "settle", "spend", "usage", "records", "add_key", "lookup_key",
-                    "revoke_key", "keys", "keys_version", "ping")
+                    "revoke_key", "keys", "keys_version", "publish_config", "config_version",
+                    "published_config", "ping")
 
 
 class MeteredStore:
@@ -74,6 +75,15 @@ class MeteredStore:
 
     async def keys_version(self) -> int:
         return await self._timed("keys_version", self.backend.keys_version())
+
+    async def publish_config(self, text: str) -> int:
+        return await self._timed("publish_config", self.backend.publish_config(text))
+
+    async def config_version(self) -> int:
+        return await self._timed("config_version", self.backend.config_version())
+
+    async def published_config(self) -> tuple[int, str] | None:
+        return await self._timed("published_config", self.backend.published_config())
 
     async def ping(self) -> None:
         await self._timed("ping", self.backend.ping())

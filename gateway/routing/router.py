@@ -45,17 +45,45 @@ class Router:
     each provider to its Endpoint objects. Both are what metrics and the pollers read.
     """
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic,
+                 previous: Router | None = None, located: dict[str, str] | None = None) -> None:
+        """`previous`: the router a reload replaces; `located`: providers' URLs known only now (mocks')."""
         self._config = config.routing
         self._clock = clock
+        known = previous.endpoints if previous is not None else {}
+        located = located or {}
         self.endpoints: dict[str, list[Endpoint]] = {
-            name: [Endpoint(url) for url in p.base_urls] for name, p in config.providers.items()}
+            name: _endpoints((located[name],) if name in located else p.base_urls, known.get(name, ()))
+            for name, p in config.providers.items()}
         self.routes: dict[str, list[Route]] = {
             name: [Route(name, config.providers[r.provider], r, i, self.endpoints[r.provider],
                          config.routing) for i, r in enumerate(model.routes)]
             for name, model in config.models.items()}
         self.strategies: dict[str, str] = {
             name: model.strategy or config.routing.strategy for name, model in config.models.items()}
+        if previous is not None:
+            self._inherit(previous)
+
+    def _inherit(self, previous: Router) -> None:
+        """Keep what the previous router learnt of the routes that are still here (a reload).
+
+        The state objects are shared, not copied: requests still running on the previous
+        config report to them, and this router sees it. A changed breaker or latency
+        setting starts that state afresh, since it is measured differently.
+        """
+        same_circuit = previous._config.circuit == self._config.circuit
+        same_latency = previous._config.latency == self._config.latency
+        for model, routes in self.routes.items():
+            before = {(r.name, r.upstream_model): r for r in previous.routes.get(model, ())}
+            for route in routes:
+                old = before.get((route.name, route.upstream_model))
+                if old is None:
+                    continue
+                if same_latency:
+                    route.ttft, route.tpot = old.ttft, old.tpot
+                if same_circuit:
+                    circuits = {endpoint.url: circuit for endpoint, circuit in zip(old.endpoints, old.circuits)}
+                    route.circuits = [circuits.get(e.url, c) for e, c in zip(route.endpoints, route.circuits)]
 
     def locate(self, provider: str, url: str) -> None:
         """Point a provider's single endpoint at `url`: the built-in mock's, known once its server listens."""
@@ -294,6 +322,12 @@ def _published(route: Route) -> dict[str, Any] | None:
     return {"context_window": card.context_window, "max_output_tokens": card.max_output_tokens,
             "price_per_mtok_usd": {"input": nano_to_usd(card.input_per_mtok_nano),
                                    "output": nano_to_usd(card.output_per_mtok_nano)} if card.priced else None}
+
+
+def _endpoints(urls: tuple[str, ...], known: list[Endpoint] | tuple) -> list[Endpoint]:
+    """Endpoints for `urls`: the known one where the URL is the same (its load, health, models go on)."""
+    by_url = {endpoint.url: endpoint for endpoint in known}
+    return [by_url.get(url) or Endpoint(url) for url in urls]
 
 
 def _first(entry: tuple) -> tuple:

@@ -173,6 +173,15 @@ class Store(Protocol):
     async def keys_version(self) -> int:
         """A number that changes whenever a key is added or revoked (cheap to poll)."""
 
+    async def publish_config(self, text: str) -> int:
+        """Make `text` the config every worker runs; its version, one above the last."""
+
+    async def config_version(self) -> int:
+        """The version of the last published config; 0 before any (cheap to poll)."""
+
+    async def published_config(self) -> tuple[int, str] | None:
+        """The last published config and its version; None before any."""
+
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers."""
 

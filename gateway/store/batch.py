@@ -54,6 +54,7 @@ class Pipe:
         self._loop = asyncio.get_running_loop()
         self._waiting: collections.deque[tuple[asyncio.Future, float]] = collections.deque()
         self._outgoing: list[bytes] = []
+        self._turn_wait: list[Any] | None = None  # [future, replicas, timeout ms]: one WAIT behind this turn's writes
         self._reader: asyncio.Task | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self.closed = False
@@ -68,7 +69,25 @@ class Pipe:
             self._watchdog = self._loop.call_later(self._timeout_s, self._check)
         return future
 
+    def wait_for_replicas(self, replicas: int, timeout_ms: int) -> asyncio.Future:
+        """How many replicas took everything sent this turn: one WAIT, sent behind it all and shared
+        by every caller of the turn, where a WAIT per caller would hold the connection once each."""
+        if self._turn_wait is None:
+            if not self._outgoing:
+                self._loop.call_soon(self._flush)
+            self._turn_wait = [self._loop.create_future(), replicas, timeout_ms]
+        else:
+            self._turn_wait[1] = max(self._turn_wait[1], replicas)
+        return self._turn_wait[0]
+
     def _flush(self) -> None:
+        if self._turn_wait is not None:
+            future, replicas, timeout_ms = self._turn_wait
+            self._turn_wait = None
+            self._outgoing.append(hiredis.pack_command(("WAIT", replicas, timeout_ms)))
+            self._waiting.append((future, self._loop.time()))
+            if self._watchdog is None:
+                self._watchdog = self._loop.call_later(self._timeout_s, self._check)
         outgoing, self._outgoing = self._outgoing, []
         writer = self._connection._writer  # noqa: SLF001  (written as is: no drain to await per call)
         if self.closed or writer is None:
@@ -118,6 +137,9 @@ class Pipe:
         if self.closed:
             return
         self.closed = True
+        if self._turn_wait is not None:  # not sent yet: its callers hear of the close like the rest
+            self._waiting.append((self._turn_wait[0], 0.0))
+            self._turn_wait = None
         while self._waiting:
             future, _ = self._waiting.popleft()
             if not future.done():
@@ -171,8 +193,8 @@ class ScriptBatcher:
     async def _send(self, key: Any, command: tuple[Any, ...], source: bytes, replicas: int) -> Any:
         pipe = await self._pipe(key)
         reply = pipe.send(command)
-        # Sent right behind it on the same connection, so it covers the script's writes.
-        waited = pipe.send(("WAIT", replicas, max(1, int(self._timeout_s * 500)))) if replicas else None
+        # Behind it on the same connection, so it covers the script's writes (and the turn's others').
+        waited = pipe.wait_for_replicas(replicas, max(1, int(self._timeout_s * 500))) if replicas else None
         try:
             result = await reply
         except NoScriptError:  # Redis restarted or flushed its scripts: EVAL caches it again

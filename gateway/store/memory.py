@@ -61,6 +61,7 @@ class MemoryStore:
         self._record_seq = 0
         self._keys: dict[str, KeyRecord] = {}
         self._keys_version = 0
+        self._config: tuple[int, str] | None = None
 
     async def admit(self, hold: Hold, limits: Limits) -> Admission:
         """Reserve `hold` or refuse it, checking rpm, tpm, budget_day, budget_month in order.
@@ -235,6 +236,17 @@ class MemoryStore:
 
     async def keys_version(self) -> int:
         return self._keys_version
+
+    async def publish_config(self, text: str) -> int:
+        version = (self._config[0] if self._config else 0) + 1
+        self._config = (version, text)
+        return version
+
+    async def config_version(self) -> int:
+        return self._config[0] if self._config else 0
+
+    async def published_config(self) -> tuple[int, str] | None:
+        return self._config
 
     async def ping(self) -> None:
         return None

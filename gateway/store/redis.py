@@ -16,6 +16,7 @@ and costs one round trip. Key layout (`gw` is the prefix):
     gw:{team}:records               stream per-request records, newest last
     gw:{teams}:all                  set    teams that have records (for records(None))
     gw:{keys}:by_hash, :by_id, :revoked, :version   API keys
+    gw:{config}:version, :text      string the config every worker runs (published by a reload)
 
 The braces are Redis Cluster hash tags: all of a team's keys live in one slot, so
 a script may touch any of them. Time inside scripts is the server's TIME, so all
@@ -219,6 +220,26 @@ class RedisStore:
     async def keys_version(self) -> int:
         async with self._answering():
             return int(await self._redis.get(self._key("keys", "version")) or 0)
+
+    async def publish_config(self, text: str) -> int:
+        version_key, text_key = self._key("config", "version"), self._key("config", "text")
+        async with self._answering():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(version_key)
+                pipe.set(text_key, text)
+                version, _ = await pipe.execute()
+        return int(version)
+
+    async def config_version(self) -> int:
+        async with self._answering():
+            return int(await self._redis.get(self._key("config", "version")) or 0)
+
+    async def published_config(self) -> tuple[int, str] | None:
+        async with self._answering():
+            version, text = await self._redis.mget(self._key("config", "version"), self._key("config", "text"))
+        if version is None or text is None:
+            return None
+        return int(version), text.decode("utf-8")
 
     async def ping(self) -> None:
         async with self._answering():

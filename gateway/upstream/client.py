@@ -60,8 +60,12 @@ class UpstreamClient:
         # Decompression is the gateway's own (gateway.upstream.body): bounded, where aiohttp's is not.
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                               skip_auto_headers=("User-Agent",))
-        for provider in (providers or {}).values():
-            self._headers[provider.name] = request_headers(provider)
+        self.use(providers or {}, self._limits)
+
+    def use(self, providers: dict[str, ProviderConfig], limits: UpstreamConfig) -> None:
+        """Serve these providers (their keys and headers) and read answers within these limits."""
+        self._headers = {provider.name: request_headers(provider) for provider in providers.values()}
+        self._limits = limits
 
     async def close(self) -> None:
         if self._session is not None:

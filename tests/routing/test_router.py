@@ -493,3 +493,50 @@ def test_no_route_with_room_for_the_request_is_a_400_naming_what_to_shorten() ->
 def test_a_route_without_a_known_window_is_never_left_out() -> None:
     router, _ = make([{**ROUTES[2], "context_window": 1_000}, ROUTES[3]], strategy="cost")
     assert order(router, call(max_tokens=50_000)) == ["mid"]
+
+
+# --- a reload: what the router learnt stays with the routes that stay -------------------------
+
+def reloaded(router: Router, clock: Clock, routes: list[dict[str, Any]], **routing: Any) -> Router:
+    config = parse_config({"providers": PROVIDERS, "models": {"m": {"routes": routes}},
+                           "routing": {"circuit": {"failures": 3, "cooldown_s": 10}, **routing}}, {})
+    return Router(config, clock=clock, previous=router)
+
+
+def test_a_reload_keeps_the_circuits_latencies_and_endpoint_load_of_routes_that_stay() -> None:
+    router, clock = make()
+    for _ in range(3):
+        fail(router, "mid")
+    measure(router, clock, "cheap", ttft=0.4, tpot=0.02)
+    pool_member = route(router, "pool").endpoints[0]
+    pool_member.inflight, pool_member.waiting = 2, 5.0
+    repriced = [{**r, "price": {"input_per_mtok": 0.01, "output_per_mtok": 0.01}} if r["provider"] == "mid" else r
+                for r in ROUTES]
+    after = reloaded(router, clock, repriced)
+    assert route(after, "mid").circuits[0].state == OPEN  # still cooling after its failures
+    assert "mid" not in order(after)
+    assert route(after, "cheap").ttft.get(clock()) == pytest.approx(0.4)
+    assert route(after, "pool").endpoints[0] is pool_member  # load and health go on
+    assert route(after, "mid").price.input_per_mtok_nano == 10_000_000  # the new price
+
+
+def test_a_request_running_on_the_previous_router_reports_to_the_state_the_new_one_reads() -> None:
+    router, clock = make()
+    before = route(router, "dear")
+    endpoint = router.begin(before, [])
+    after = reloaded(router, clock, ROUTES)
+    assert endpoint is not None and endpoint.inflight == 1
+    router.failed(before, endpoint, GatewayError(503, "x", retryable=True))  # the old request ends
+    assert route(after, "dear").endpoints[0].inflight == 0
+    assert route(after, "dear").circuits[0] is before.circuits[0]
+
+
+def test_a_new_route_starts_unmeasured_and_a_changed_breaker_starts_every_circuit_afresh() -> None:
+    router, clock = make(ROUTES[:3])
+    for _ in range(3):
+        fail(router, "cheap")
+    after = reloaded(router, clock, ROUTES)
+    assert route(after, "mid").ttft.get(clock()) is None
+    assert route(after, "cheap").circuits[0].state == OPEN
+    stricter = reloaded(router, clock, ROUTES, circuit={"failures": 2, "cooldown_s": 10})
+    assert route(stricter, "cheap").circuits[0].state != OPEN

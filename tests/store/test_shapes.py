@@ -200,6 +200,25 @@ async def test_settlements_that_wait_for_a_replica_lose_nothing_in_a_sentinel_fa
     assert recorded == load.settled
 
 
+async def test_settlements_of_one_loop_turn_share_one_wait_for_the_replica(sentinel_redis: Any) -> None:
+    store = RedisStore(sentinel_redis.url, timeout_s=1.0, replicas=1)
+    primary = sentinel_redis.node(sentinel_redis.primary()).client()
+    try:
+        holds = [hold("alpha") for _ in range(17)]
+        for h in holds:
+            assert (await store.admit(h, LIMITS)).admitted
+        first = holds.pop()  # a team's first settlement in a process also adds it to the team set
+        assert await store.settle(first.reservation_id, usage("alpha"))
+        waits = primary.info("commandstats").get("cmdstat_wait", {}).get("calls", 0)
+        settled = await asyncio.gather(*(store.settle(h.reservation_id, usage("alpha")) for h in holds))
+        assert all(settled)
+        assert primary.info("commandstats")["cmdstat_wait"]["calls"] - waits == 1  # not 16
+        assert (await store.spend("alpha", *utc_periods()))[0] == 17 * COST
+    finally:
+        primary.close()
+        await store.close()
+
+
 async def test_a_killed_sentinel_primary_is_replaced_and_never_over_counted(sentinel_redis: Any) -> None:
     def kill() -> None:
         sentinel_redis.wait_for_new_primary(sentinel_redis.kill_primary())

@@ -753,3 +753,11 @@ async def test_the_scripts_check_every_amount_before_their_first_write(redis_url
         assert list(client.scan_iter(match=f"{redis_prefix}:*")) == []
     finally:
         client.close()
+
+
+async def test_a_published_config_comes_back_with_a_version_one_above_the_last(store: Store) -> None:
+    assert await store.config_version() == 0 and await store.published_config() is None
+    assert await store.publish_config("teams: {}\n") == 1
+    assert await store.publish_config("teams: {a: {}}\n") == 2
+    assert await store.config_version() == 2
+    assert await store.published_config() == (2, "teams: {a: {}}\n")
