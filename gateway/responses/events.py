@@ -76,16 +76,14 @@ class ResponseEvents:
 
     def start(self) -> bytes:
         """`response.created` and `response.in_progress`: send them as soon as the upstream has answered."""
-        if self._sequence == 0:
-            shell = response_object(self._head, "in_progress", [], None)
-            self._emit({"type": "response.created", "response": shell})
-            self._emit({"type": "response.in_progress", "response": shell})
+        self._begin()
         return self._flush()
 
     def feed(self, chunk: Any) -> bytes:
         """The events one chat chunk makes (often none: a role-only or an empty delta)."""
         if self._ended or not isinstance(chunk, dict):
             return b""
+        self._begin()  # a caller that skipped start() still gets the response opened first
         if isinstance(chunk.get("usage"), dict):
             self._usage = chunk["usage"]
         choices = chunk.get("choices")
@@ -110,7 +108,7 @@ class ResponseEvents:
         """The end of the upstream's stream: close what is open, then the final event with usage."""
         if self._ended:
             return b""
-        self.start()
+        self._begin()
         self._close_all()
         if not self._items:  # an empty answer is one empty message, as a whole answer is
             self._message = self._open(MESSAGE)
@@ -127,7 +125,7 @@ class ResponseEvents:
         """`response.failed` for an upstream that broke mid-stream; the output so far stays in it."""
         if self._ended:
             return b""
-        self.start()
+        self._begin()
         self._ended = True
         for item in self._items:
             if not item.done:
@@ -144,6 +142,12 @@ class ResponseEvents:
         return None if not self._ended else self._last_response
 
     # Output items.
+
+    def _begin(self) -> None:
+        if self._sequence == 0:
+            shell = response_object(self._head, "in_progress", [], None)
+            self._emit({"type": "response.created", "response": shell})
+            self._emit({"type": "response.in_progress", "response": shell})
 
     def _text(self, content: str) -> None:
         item = self._message
