@@ -15,6 +15,7 @@ from gateway.dedicated import DedicatedEndpoints
 from gateway.mock import MockServers
 from gateway.observability.gauges import StateGauges
 from gateway.observability.metrics import Metrics
+from gateway.observability.request_log import RequestLog
 from gateway.routing import Router, Signals
 from gateway.store import Store, StoreUnavailable, open_store
 from gateway.upstream.client import UpstreamClient
@@ -42,6 +43,9 @@ class Gateway:
         self.upstream = UpstreamClient(config.upstream)
         self.mocks = MockServers(config.providers)  # the built-in mock upstreams, on loopback in this process
         self.settler.observers.append(self.metrics.settled)
+        self.request_log = RequestLog(self.metrics.registry) if config.server.log.requests else None
+        if self.request_log is not None:
+            self.settler.observers.append(self.request_log.settled)
         # Rented services: their status decides their routes; their traffic and spill-over, their size.
         self.dedicated = DedicatedEndpoints(config, self.router, self.metrics.registry)
         if self.dedicated:
@@ -66,6 +70,8 @@ class Gateway:
         await self.dedicated.start()
         self.outbox.start()
         self.gauges.start()
+        if self.request_log is not None:
+            self.request_log.start()
 
     async def stop(self) -> None:
         # The server stopped taking requests and cancelled those past its grace period: their
@@ -77,6 +83,8 @@ class Gateway:
         await self.dedicated.stop()
         await self.signals.stop()
         await self.gauges.stop()
+        if self.request_log is not None:  # after the drain: its settlements wrote the last lines
+            await self.request_log.stop()
         self.metrics.close()  # after whatever else sets gauges: it takes this process's out of the sums
         await self.keys.stop()
         await self.upstream.close()

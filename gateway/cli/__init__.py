@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int)
-    serve.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
+    serve.add_argument("--access-log", action="store_true", help="uvicorn's access log too (costs throughput; the request lines say more)")
 
     check = commands.add_parser("check-config", help="validate a config file and say what it serves")
     check.add_argument("file")
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 def serve_command(args: Any) -> int:
     import uvicorn
 
+    from gateway.observability.logs import logging_config
     from gateway.server import raise_open_files_limit
 
     config = load_config(args.config)
@@ -87,8 +88,8 @@ def serve_command(args: Any) -> int:
     server = config.server
     uvicorn.run("gateway.app:app_from_env", factory=True, host=args.host or server.host,
                 port=args.port or server.port, workers=workers, loop="uvloop", http="gateway.server:GatewayProtocol",
-                log_level=server.log_level, access_log=args.access_log, timeout_keep_alive=server.keepalive_timeout_s,
-                timeout_graceful_shutdown=server.shutdown_grace_s)
+                log_config=logging_config(server.log), log_level=server.log.level, access_log=args.access_log,
+                timeout_keep_alive=server.keepalive_timeout_s, timeout_graceful_shutdown=server.shutdown_grace_s)
     return 0
 
 
