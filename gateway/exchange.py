@@ -203,8 +203,8 @@ class Exchange:
             self._estimated = "invalid"
             log.warning("provider %s sent usage that cannot be billed (%s); billing the gateway's count",
                         self._route.name if self._route else "?", tap.invalid_usage)
-        elif self.status == 200:
-            self._estimated = "absent"
+        else:  # a stream cut short (the client left, the upstream broke) has no usage to send: no fault of its
+            self._estimated = "absent" if self.status == 200 else "cut"
         counted = estimate(self._call.prompt_tokens_bound, 0)
         counted.prompt_tokens += self._media_tokens()
         counted.completion_tokens = max(tap.deltas, 0)  # one token a content event, on every server we know

@@ -45,7 +45,8 @@ class Outcome:
     upstream_ended: float = 0.0
     ended: float = 0.0  # monotonic; set at settlement, when the client has had the whole answer
     # Why the usage billed is the gateway's own count: "absent" (the upstream sent none), "invalid"
-    # (what it sent could not be billed); None when it is the upstream's.
+    # (what it sent could not be billed), "cut" (a stream ended before its usage came); None when it is
+    # the upstream's.
     usage_estimated: str | None = None
     error_code: str | None = None  # the OpenAI error `code` the client got, if any
     call: Call | None = None  # the client's request, for observers that describe it

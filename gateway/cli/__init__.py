@@ -1,5 +1,5 @@
-"""The `gateway` command: serve, check a config, manage keys, report usage, manage dedicated endpoints,
-run the mock upstream alone."""
+"""The `gateway` command: serve, check a config, manage keys, report usage and requests, manage dedicated
+endpoints, run the mock upstream alone."""
 
 from __future__ import annotations
 
@@ -47,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     usage.add_argument("--period", choices=("day", "month"), default="month")
     usage.add_argument("--from", dest="first")
     usage.add_argument("--to", dest="last")
+
+    requests = commands.add_parser("requests", parents=[target],
+                                   help="recent requests, or what happened to one (its id) and what it cost")
+    requests.add_argument("request_id", nargs="?", help="one request's id (its x-request-id)")
+    requests.add_argument("--team")
+    requests.add_argument("--since", help="how far back: 15m, 2h, 1d (the default) or an ISO 8601 time")
+    requests.add_argument("--limit", type=int, default=20)
 
     cli_endpoints.add_commands(commands)
     cli_mock.add_command(commands)

@@ -1,9 +1,10 @@
-"""CLI commands that talk to a running gateway's admin API: keys and usage."""
+"""CLI commands that talk to a running gateway's admin API: keys, usage and requests."""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -16,6 +17,8 @@ def run(args: Any) -> int:
     with httpx.Client(base_url=url, headers={"authorization": f"Bearer {admin_key}"}, timeout=10) as client:
         if args.command == "usage":
             return _usage(client, args)
+        if args.command == "requests":
+            return _requests(client, args)
         if args.action == "create":
             response = client.post("/admin/keys", json={"team": args.team, "name": args.name})
         elif args.action == "list":
@@ -30,6 +33,14 @@ def _usage(client: httpx.Client, args: Any) -> int:
     first = args.first or (today if args.period == "day" else month + "-01")
     response = client.get("/admin/usage", params={"team": args.team, "from": first, "to": args.last or today})
     return _show(response, _usage_lines)
+
+
+def _requests(client: httpx.Client, args: Any) -> int:
+    params = {name: value for name, value in (("team", args.team), ("since", args.since)) if value}
+    if args.request_id:
+        return _show(client.get(f"/admin/requests/{quote(args.request_id, safe='')}", params=params),
+                     _request_lines)
+    return _show(client.get("/admin/requests", params={**params, "limit": args.limit}), _request_rows)
 
 
 def _target(args: Any) -> tuple[str, str]:
@@ -72,3 +83,14 @@ def _usage_lines(doc: dict) -> list[str]:
         for route, row in sorted(day["by_route"].items()):
             out.append(f"      {route:<40} {row.get('requests', 0):>6} req  {row.get('cost_nano', 0)} nano$")
     return out
+
+
+def _request_lines(doc: dict) -> list[str]:
+    return [f"{name:<18} {value}" for name, value in doc.items() if name != "object"]
+
+
+def _request_rows(doc: dict) -> list[str]:
+    return [f"{r['time']}  {r['request_id']}  {r['team'] or '-':<12} {r['model'] or '-':<20} "
+            f"{r['provider'] or '-':<12} {r['status']} {r['error_code'] or '':<16} "
+            f"{r['prompt_tokens']}+{r['completion_tokens']} tok  ${r['cost_usd']:.6f}  {r['duration_ms']} ms"
+            for r in doc["data"]]

@@ -105,7 +105,7 @@ class UsageRecord:
     error_code: str | None = None  # the OpenAI error `code` the client got, when it got an error
     ttfb_ms: int | None = None  # until the client's first byte; None when it got none
     stream: bool = False
-    usage_estimated: str | None = None  # "absent" | "invalid" when the gateway counted the tokens billed
+    usage_estimated: str | None = None  # "absent" | "invalid" | "cut": the gateway counted the tokens billed
 
     @property
     def client_left(self) -> bool:
