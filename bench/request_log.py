@@ -42,7 +42,7 @@ def main() -> None:
         def thousand() -> None:  # then a flush empties the buffer, as the timer does a few times a second
             for _ in range(1_000):
                 log.settled(None, record)
-            log._buffer.clear()  # noqa: SLF001
+            log._buffer.clear()
 
         buffered = min(timeit.repeat(thousand, number=N // 1_000, repeat=5)) / N
     clock = UtcClock()

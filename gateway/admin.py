@@ -139,7 +139,7 @@ def since_ms(value: str, now_ms: int) -> int:
         raise bad_request(f"'since' must be a duration like 15m, 2h, 1d or an ISO 8601 time; got {value[:40]!r}",
                           param="since") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     return int(when.timestamp() * 1000)
 
 

@@ -40,7 +40,7 @@ _NEWLINE = orjson.OPT_APPEND_NEWLINE
 class UtcClock:
     """Epoch milliseconds as ISO 8601 UTC with milliseconds; the seconds part is formatted once a second."""
 
-    __slots__ = ("_second", "_prefix")
+    __slots__ = ("_prefix", "_second")
 
     def __init__(self) -> None:
         self._second = -1
