@@ -128,7 +128,7 @@ def gateway_config(port: int, workers: int, redis_port: int, json_port: int, str
     price = {"input_per_mtok": 0.1, "output_per_mtok": 0.2}
     return {
         "server": {"host": "127.0.0.1", "port": port, "workers": workers, "admin_key": "bench-admin",
-                   "log_level": "warning"},
+                   "log": {"level": "warning"}},
         "store": {"url": f"redis://127.0.0.1:{redis_port}/0"},
         "providers": {
             "upstream": {"kind": "openai", "api_key": UPSTREAM_KEY, "base_url": f"http://127.0.0.1:{json_port}/v1"},

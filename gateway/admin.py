@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import logging
+import re
 import secrets
 import time
 from dataclasses import asdict
@@ -20,13 +21,19 @@ from gateway.config import ConfigError
 from gateway.errors import GatewayError, bad_request
 from gateway.keys import bearer_token, hash_key, new_key
 from gateway.money import nano_to_usd
+from gateway.observability.request_log import UtcClock, record_fields
 from gateway.service import Gateway
-from gateway.store import KeyRecord, StoreUnavailable
+from gateway.store import KeyRecord, StoreUnavailable, UsageRecord
 
 log = logging.getLogger("gateway.admin")
 ADMIN_BODY_BYTES = 64 << 10
 MAX_NAME_CHARS = 200
 MAX_USAGE_DAYS = 400  # a report reads one hash per day
+DEFAULT_SINCE = "1d"
+MAX_REQUESTS_LISTED = 1_000
+LOOKUP_MAX_SCANNED = 100_000  # records a lookup by id reads at most, over every team it looks in
+_DURATION = re.compile(r"(\d{1,9})([smhd])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
 
 
 def routes() -> list[Route]:
@@ -35,6 +42,8 @@ def routes() -> list[Route]:
         Route("/admin/keys", list_keys, methods=["GET"]),
         Route("/admin/keys/{key_id}", revoke_key, methods=["DELETE"]),
         Route("/admin/usage", usage, methods=["GET"]),
+        Route("/admin/requests", list_requests, methods=["GET"]),
+        Route("/admin/requests/{request_id}", get_request, methods=["GET"]),
         Route("/admin/routes", route_table, methods=["GET"]),
         Route("/admin/endpoints", dedicated_endpoints, methods=["GET"]),
         Route("/admin/reload", reload_config, methods=["POST"]),
@@ -91,6 +100,69 @@ async def usage(request: Request) -> Response:
         days = await gw.store.usage(team, first, last)
         return _json(usage_report(team, first, last, days))
     return await _guarded(request, act)
+
+
+async def list_requests(request: Request) -> Response:
+    """The newest per-request records, of one team or all, settled since `since`."""
+    async def act(gw: Gateway) -> Response:
+        query = request.query_params
+        limit = _limit(query.get("limit", "100"))
+        records = await gw.store.records(_team(query.get("team")), limit, _since_ms(query.get("since")))
+        clock = UtcClock()
+        return _json({"object": "list", "data": [request_view(r, clock) for r in records]})
+    return await _guarded(request, act)
+
+
+async def get_request(request: Request) -> Response:
+    """What happened to one request and what it cost; looked for back to `since` (a day by default)."""
+    async def act(gw: Gateway) -> Response:
+        request_id = request.path_params["request_id"]
+        record = await gw.store.find_record(request_id, _team(request.query_params.get("team")),
+                                            _since_ms(request.query_params.get("since")), LOOKUP_MAX_SCANNED)
+        if record is None:
+            raise GatewayError(404, f"no record of request {request_id[:200]!r} since "
+                               f"{request.query_params.get('since') or DEFAULT_SINCE} (it may still be in flight, "
+                               "or older: widen ?since=)", param="request_id", code="request_not_found")
+        return _json(request_view(record, UtcClock()))
+    return await _guarded(request, act)
+
+
+def request_view(record: UsageRecord, clock: UtcClock) -> dict:
+    """A record as the log line names its fields, with the money in USD too."""
+    return {"object": "request", **record_fields(record, clock), "cost_usd": nano_to_usd(record.cost_nano),
+            "provider_cost_nano": record.provider_cost_nano, "table_cost_nano": record.table_cost_nano}
+
+
+def since_ms(value: str, now_ms: int) -> int:
+    """Epoch ms of `value`: a duration back from now (`15m`, `2h`, `7d`) or an ISO 8601 time (UTC if no zone)."""
+    relative = _DURATION.fullmatch(value.strip())
+    if relative:
+        return now_ms - int(relative[1]) * _UNIT_S[relative[2]] * 1000
+    try:
+        when = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise bad_request(f"'since' must be a duration like 15m, 2h, 1d or an ISO 8601 time; got {value[:40]!r}",
+                          param="since") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
+
+
+def _since_ms(value: str | None) -> int:
+    return since_ms(value or DEFAULT_SINCE, int(time.time() * 1000))
+
+
+def _team(value: str | None) -> str | None:
+    if value is not None and not 0 < len(value) <= MAX_NAME_CHARS:
+        raise bad_request(f"'team' must be a team's name, at most {MAX_NAME_CHARS} characters", param="team")
+    return value
+
+
+def _limit(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_REQUESTS_LISTED:
+        raise bad_request(f"'limit' must be a whole number from 1 to {MAX_REQUESTS_LISTED}; got {value[:20]!r}",
+                          param="limit")
+    return int(value)
 
 
 async def route_table(request: Request) -> Response:

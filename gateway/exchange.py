@@ -55,6 +55,7 @@ class Exchange:
         self._send = send
         self.attempts = 0
         self._attempt: Attempt | None = None
+        self._tries: list[Attempt] = []
         self._route: Route | None = None
         self._opened: Opened | None = None
         self._relay: Relay | None = None
@@ -63,6 +64,7 @@ class Exchange:
         self.status = 0
         self._usage = Usage()
         self._estimated: str | None = None  # why the usage billed is the gateway's own count
+        self._error_code: str | None = None  # what the client was told went wrong
         self._upstream_ended = 0.0
 
     async def __aenter__(self) -> Exchange:
@@ -109,6 +111,7 @@ class Exchange:
             if attempt is None:  # the pool filled up, or another request took the probe, since the plan
                 continue
             tried.append(attempt.endpoint)
+            self._tries.append(attempt)
             self.attempts += 1
             self._attempt = attempt
             try:
@@ -135,6 +138,7 @@ class Exchange:
         error = failure or refusal or GatewayError(503, f"no route of model '{self._model.name}' is available",
                                                    type="service_unavailable", code="no_route_available")
         self.status = error.status  # settled with no usage: nothing is billed for a request no upstream served
+        self._error_code = error_code(error)
         self._responded = True
         if error.status == 429:  # the provider's limit, not the team's: its headroom would mislead
             self._headers = {k: v for k, v in self._headers.items() if not k.startswith("x-ratelimit-")}
@@ -151,10 +155,10 @@ class Exchange:
         if self._call.wants_base64 and "embeddings.base64" not in self._route.features:
             answer = encoded(opened.doc)
             if answer is None:
-                self.status = 502
+                failure = invalid_response(self._route.name, "embeddings that are not float vectors")
+                self.status, self._error_code = 502, error_code(failure)
                 self._responded = True
-                await invalid_response(self._route.name, "embeddings that are not float vectors").send(
-                    self._send, self._headers)
+                await failure.send(self._send, self._headers)
                 return
         self._responded = True
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._headers.items()]
@@ -169,7 +173,7 @@ class Exchange:
         self._relay = Relay(self._opened, self._tap, provider.timeouts, self._headers,
                             finish_abandoned=provider.abandoned_streams == "finish")
         end = await self._relay.run(self._receive, self._send)
-        self.status, self._upstream_ended = end.status, end.ended_at
+        self.status, self._upstream_ended, self._error_code = end.status, end.ended_at, self._relay.error_code
         self._usage = self._stream_usage()
         attempt.finished(end.status, end.ended_at, self._usage.completion_tokens // self._call.n, stream=True)
         self._attempt = None
@@ -202,8 +206,8 @@ class Exchange:
             self._estimated = "invalid"
             log.warning("provider %s sent usage that cannot be billed (%s); billing the gateway's count",
                         self._route.name if self._route else "?", tap.invalid_usage)
-        elif self.status == 200:
-            self._estimated = "absent"
+        else:  # a stream cut short (the client left, the upstream broke) has no usage to send: no fault of its
+            self._estimated = "absent" if self.status == 200 else "cut"
         counted = estimate(self._call.prompt_tokens_bound, 0)
         counted.prompt_tokens += self._media_tokens()
         counted.completion_tokens = max(tap.deltas, 0)  # one token a content event, on every server we know
@@ -223,6 +227,7 @@ class Exchange:
             if not shutdown:
                 await self._relay.fail(self._send, "the gateway failed while relaying this stream", "server_error")
             self.status = SHUTDOWN if shutdown else 500
+            self._error_code = self._relay.error_code
             self._usage = self._stream_usage()
             return
         if self._responded:
@@ -232,6 +237,7 @@ class Exchange:
                                 type="service_unavailable", code="gateway_shutdown", headers={"retry-after": "1"})
                    if shutdown else GatewayError(500, "The gateway failed to handle this request; it has been logged.",
                                                  type="server_error", code="internal_error"))
+        self._error_code = failure.code
         try:
             self._responded = True
             await failure.send(self._send, self._headers)
@@ -245,8 +251,14 @@ class Exchange:
             self.status or 500, self._usage, route.price if route else None, self._started,
             self._headers["x-request-id"], attempts=self.attempts, stream=self._call.stream,
             upstream_started=opened.started if opened else 0.0, first_byte_at=opened.first_byte_at if opened else 0.0,
-            upstream_ended=self._upstream_ended, usage_estimated=self._estimated)
+            upstream_ended=self._upstream_ended, usage_estimated=self._estimated, error_code=self._error_code,
+            call=self._call, tries=tuple(self._tries))
         try:
             await self._gw.settler.settle(self._reservation, outcome)
         except Exception:
             log.exception("settling request %s failed", self._headers.get("x-request-id"))
+
+
+def error_code(error: GatewayError) -> str | None:
+    """What a log line and a record name an error by: its OpenAI `code`, else its `type`."""
+    return error.code or error.type

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
-from gateway.call import read_call
+from gateway.auth import Identity
+from gateway.call import Call, read_call
 from gateway.config import Config, ModelConfig, TeamConfig
 from gateway.errors import GatewayError
 from gateway.exchange import Exchange
@@ -29,6 +30,8 @@ async def proxy(gw: Gateway, endpoint: str, scope: Scope, receive: Receive, send
     started = time.monotonic()
     headers = Headers(scope=scope)
     reply_headers = {"x-request-id": request_id(headers.get("x-request-id"))}
+    identity: Identity | None = None
+    call: Call | None = None
     try:
         identity = await gw.keys.authenticate(headers.get("authorization"), scope)
         # The config this request runs on to its settlement: a reload swaps both, never between
@@ -42,6 +45,8 @@ async def proxy(gw: Gateway, endpoint: str, scope: Scope, receive: Receive, send
     except GatewayError as error:
         gw.metrics.refused(error.status)
         await error.send(send, reply_headers)
+        if gw.request_log is not None:
+            gw.request_log.refused(reply_headers["x-request-id"], error, identity, call, started)
         return
     reply_headers.update(reservation.headers)
     async with Exchange(gw, config, router, call, model, identity, reservation, started, reply_headers, receive,

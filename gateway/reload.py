@@ -33,7 +33,7 @@ log = logging.getLogger("gateway.reload")
 POLL_S = 0.5  # as the API keys' version: a reload reaches every worker within about this
 # Read once by the server or the store at start: a reload reports a change here and applies it at the next start.
 RESTART_ONLY = ("server.host", "server.port", "server.workers", "server.keepalive_timeout_s",
-                "server.shutdown_grace_s", "server.cors_origins", "server.log_level", "store")
+                "server.shutdown_grace_s", "server.cors_origins", "server.log", "server.tracing", "store")
 MAPPINGS = ("providers", "models", "teams")
 
 

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from typing import Any
 
 from gateway.accounting.admission import Admitter
 from gateway.accounting.inflight import InFlight
 from gateway.accounting.outbox import Outbox
 from gateway.accounting.settlement import Settler
 from gateway.auth import KeyRing
-from gateway.config import Config
+from gateway.config import Config, ConfigError
 from gateway.dedicated import DedicatedEndpoints
 from gateway.mock import MockServers
 from gateway.observability.gauges import StateGauges
 from gateway.observability.metrics import Metrics
+from gateway.observability.request_log import RequestLog
 from gateway.reload import Reloader
 from gateway.routing import Router, Signals
 from gateway.server import GatewayProtocol
@@ -47,6 +50,12 @@ class Gateway:
         self.upstream = UpstreamClient(config.upstream)
         self.mocks = MockServers(config.providers)  # the built-in mock upstreams, on loopback in this process
         self.settler.observers.append(self.metrics.settled)
+        self.request_log = RequestLog(self.metrics.registry) if config.server.log.requests else None
+        if self.request_log is not None:
+            self.settler.observers.append(self.request_log.settled)
+        self.tracer = traced(config) if config.server.tracing.enabled else None  # imported only when on
+        if self.tracer is not None:
+            self.settler.observers.append(self.tracer.settled)
         # Rented services: their status decides their routes; their traffic and spill-over, their size.
         self.dedicated = DedicatedEndpoints(config, self.router, self.metrics.registry)
         if self.dedicated:
@@ -72,6 +81,8 @@ class Gateway:
         await self.dedicated.start()
         self.outbox.start()
         self.gauges.start()
+        if self.request_log is not None:
+            self.request_log.start()
         await self.reloader.start()
 
     async def apply(self, config: Config) -> None:
@@ -104,6 +115,10 @@ class Gateway:
         await self.dedicated.stop()
         await self.signals.stop()
         await self.gauges.stop()
+        if self.request_log is not None:  # after the drain: its settlements wrote the last lines
+            await self.request_log.stop()
+        if self.tracer is not None:
+            await asyncio.to_thread(self.tracer.stop)
         self.metrics.close()  # after whatever else sets gauges: it takes this process's out of the sums
         await self.keys.stop()
         await self.upstream.close()
@@ -116,3 +131,13 @@ class Gateway:
         except StoreUnavailable as exc:
             return False, f"store unavailable: {exc}"
         return True, "ok"
+
+
+def traced(config: Config) -> Any:
+    """The tracer `server.tracing` asks for; OpenTelemetry is imported here, and only here."""
+    try:
+        from gateway.observability.tracing import Tracer
+    except ImportError as error:
+        raise ConfigError("server.tracing.enabled", f"tracing needs the otel extra (pip install "
+                          f"'llm-gateway[otel]'): {error}") from None
+    return Tracer(config.server.tracing)

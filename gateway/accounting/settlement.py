@@ -10,10 +10,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.accounting.admission import Reservation
 from gateway.accounting.outbox import Outbox
 from gateway.accounting.usage import Usage
+from gateway.call import Call
 from gateway.config import Price
 from gateway.money import MAX_NANO, token_cost
 from gateway.store import Store, StoreUnavailable, UsageRecord
@@ -43,8 +45,13 @@ class Outcome:
     upstream_ended: float = 0.0
     ended: float = 0.0  # monotonic; set at settlement, when the client has had the whole answer
     # Why the usage billed is the gateway's own count: "absent" (the upstream sent none), "invalid"
-    # (what it sent could not be billed); None when it is the upstream's.
+    # (what it sent could not be billed), "cut" (a stream ended before its usage came); None when it is
+    # the upstream's.
     usage_estimated: str | None = None
+    error_code: str | None = None  # the OpenAI error `code` the client got, if any
+    call: Call | None = None  # the client's request, for observers that describe it
+    # Every upstream attempt in order (gateway.routing.attempt.Attempt: routing sits above accounting).
+    tries: tuple[Any, ...] = ()
 
 
 def charge(usage: Usage, price: Price | None) -> tuple[int, int | None]:
@@ -80,6 +87,9 @@ class Settler:
             status=outcome.status, latency_ms=int((now - outcome.started) * 1000),
             time_ms=int(time.time() * 1000), day=reservation.hold.day, month=reservation.hold.month,
             request_id=outcome.request_id, table_cost_nano=table,
+            endpoint=outcome.call.endpoint if outcome.call else "", attempts=outcome.attempts,
+            error_code=outcome.error_code, ttfb_ms=_ttfb_ms(outcome, now), stream=outcome.stream,
+            usage_estimated=outcome.usage_estimated,
         )
         ttl_s = reservation.hold.ttl_s
         try:
@@ -99,3 +109,13 @@ class Settler:
                 except Exception:  # runs after the response: a failure here must not reach the client
                     log.exception("a settlement observer failed")
         return record
+
+
+def _ttfb_ms(outcome: Outcome, now: float) -> int | None:
+    """Until the client's first byte: an upstream's first byte is relayed as it comes (a whole body
+    is read first), and an error answer is the whole response; a client gone before either got none."""
+    if outcome.first_byte_at:
+        return int((outcome.first_byte_at - outcome.started) * 1000)
+    if outcome.status == 499:
+        return None
+    return int((now - outcome.started) * 1000)

@@ -1,5 +1,5 @@
-"""The `gateway` command: serve, check a config, reload it, manage keys, report usage, manage dedicated
-endpoints, run the mock upstream alone."""
+"""The `gateway` command: serve, check a config, reload it, manage keys, report usage and requests, manage
+dedicated endpoints, run the mock upstream alone."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int)
-    serve.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
+    serve.add_argument("--access-log", action="store_true", help="uvicorn's access log too (costs throughput; the request lines say more)")
 
     check = commands.add_parser("check-config", help="validate a config file and say what it serves")
     check.add_argument("file")
@@ -52,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
                                  "without a restart (the gateway reads its own file again unless --send)")
     reload.add_argument("--send", metavar="FILE", help="send this YAML file as the new config instead")
 
+    requests = commands.add_parser("requests", parents=[target],
+                                   help="recent requests, or what happened to one (its id) and what it cost")
+    requests.add_argument("request_id", nargs="?", help="one request's id (its x-request-id)")
+    requests.add_argument("--team")
+    requests.add_argument("--since", help="how far back: 15m, 2h, 1d (the default) or an ISO 8601 time")
+    requests.add_argument("--limit", type=int, default=20)
+
     cli_endpoints.add_commands(commands)
     cli_mock.add_command(commands)
 
@@ -77,6 +84,7 @@ def serve_command(args: Any) -> int:
     import uvicorn
 
     from gateway import supervisor
+    from gateway.observability.logs import logging_config
     from gateway.server import raise_open_files_limit
 
     config = load_config(args.config)
@@ -92,8 +100,8 @@ def serve_command(args: Any) -> int:
     server = config.server
     return supervisor.run(uvicorn.Config(
         "gateway.app:app_from_env", factory=True, host=args.host or server.host, port=args.port or server.port,
-        workers=workers, loop="uvloop", http="gateway.server:GatewayProtocol", log_level=server.log_level,
-        access_log=args.access_log, timeout_keep_alive=server.keepalive_timeout_s,
+        workers=workers, loop="uvloop", http="gateway.server:GatewayProtocol", log_config=logging_config(server.log),
+        log_level=server.log.level, access_log=args.access_log, timeout_keep_alive=server.keepalive_timeout_s,
         timeout_graceful_shutdown=server.shutdown_grace_s))
 
 

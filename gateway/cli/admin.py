@@ -1,9 +1,10 @@
-"""CLI commands that talk to a running gateway's admin API: keys, usage and config reloads."""
+"""CLI commands that talk to a running gateway's admin API: keys, usage, requests and config reloads."""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -18,6 +19,8 @@ def run(args: Any) -> int:
             return _usage(client, args)
         if args.command == "reload":
             return _reload(client, args)
+        if args.command == "requests":
+            return _requests(client, args)
         if args.action == "create":
             response = client.post("/admin/keys", json={"team": args.team, "name": args.name})
         elif args.action == "list":
@@ -42,6 +45,14 @@ def _reload(client: httpx.Client, args: Any) -> int:
     response = client.post("/admin/reload", content=text, headers={"content-type": "application/yaml"},
                            timeout=60)  # it waits for the new routes' first poll
     return _show(response, _reload_lines)
+
+
+def _requests(client: httpx.Client, args: Any) -> int:
+    params = {name: value for name, value in (("team", args.team), ("since", args.since)) if value}
+    if args.request_id:
+        return _show(client.get(f"/admin/requests/{quote(args.request_id, safe='')}", params=params),
+                     _request_lines)
+    return _show(client.get("/admin/requests", params={**params, "limit": args.limit}), _request_rows)
 
 
 def _target(args: Any) -> tuple[str, str]:
@@ -92,3 +103,14 @@ def _reload_lines(doc: dict) -> list[str]:
         out.append(f"needs a restart to apply: {', '.join(doc['needs_restart'])}")
     out.extend(f"warning: {warning}" for warning in doc["warnings"])
     return out
+
+
+def _request_lines(doc: dict) -> list[str]:
+    return [f"{name:<18} {value}" for name, value in doc.items() if name != "object"]
+
+
+def _request_rows(doc: dict) -> list[str]:
+    return [f"{r['time']}  {r['request_id']}  {r['team'] or '-':<12} {r['model'] or '-':<20} "
+            f"{r['provider'] or '-':<12} {r['status']} {r['error_code'] or '':<16} "
+            f"{r['prompt_tokens']}+{r['completion_tokens']} tok  ${r['cost_usd']:.6f}  {r['duration_ms']} ms"
+            for r in doc["data"]]

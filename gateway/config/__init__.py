@@ -13,6 +13,7 @@ from gateway.config.schema import (
     CircuitConfig,
     Config,
     LatencyConfig,
+    LogConfig,
     ModelConfig,
     PartTokens,
     Price,
@@ -21,12 +22,13 @@ from gateway.config.schema import (
     ServerConfig,
     StoreConfig,
     TeamConfig,
+    TracingConfig,
     UpstreamConfig,
 )
 
 __all__ = [
-    "STRATEGIES", "AutoscaleConfig", "CircuitConfig", "Config", "ConfigError", "DedicatedConfig", "LatencyConfig",
+    "STRATEGIES", "AutoscaleConfig", "CircuitConfig", "Config", "ConfigError", "DedicatedConfig", "LatencyConfig", "LogConfig",
     "ModelConfig", "PartTokens", "Price", "ProviderConfig", "RouteConfig", "RoutingConfig", "ServerConfig", "ServiceSpec",
-    "StoreConfig", "TeamConfig", "Timeouts", "UpstreamConfig", "load_config", "load_config_text", "parse_config",
-    "read_config_text",
+    "StoreConfig", "TeamConfig", "Timeouts", "TracingConfig", "UpstreamConfig", "load_config", "load_config_text",
+    "parse_config", "read_config_text",
 ]

@@ -33,13 +33,41 @@ def _store_url(url: str) -> str:
     return url
 
 
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class LogConfig(Section):
+    """The gateway's own log (Python logging, uvicorn's lines included, on stderr) and its request
+    lines (one JSON object per request, on stdout)."""
+
+    level: LogLevel = "info"
+    format: Literal["json", "text"] = "text"  # json: one object a line with time, level, logger, message
+    requests: Flag = True
+
+
+class TracingConfig(Section):
+    """OpenTelemetry traces of requests, sent with OTLP over HTTP (needs the `otel` extra).
+
+    Left empty, `endpoint` and `service_name` come from the standard OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+    (or OTEL_EXPORTER_OTLP_ENDPOINT) and OTEL_SERVICE_NAME; OTEL_EXPORTER_OTLP_HEADERS carries any
+    credentials the collector wants, so that none is written in this file.
+    """
+
+    enabled: Flag = False
+    endpoint: Text = ""  # e.g. http://otel-collector:4318/v1/traces
+    service_name: Text = ""  # "" : $OTEL_SERVICE_NAME, else "llm-gateway"
+    sample_ratio: Annotated[Number, in_range(0, 1)] = 1.0  # the share of requests traced
+
+
 class ServerConfig(Section):
     host: Text = "127.0.0.1"
     port: Annotated[Whole, in_range(1, 65535)] = 8080
     workers: Annotated[Whole, in_range(1, 256)] = 1
     admin_key: Text = ""
     max_body_bytes: Annotated[Whole, in_range(1024)] = 4 * 1024 * 1024  # 413 above it
-    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    log: LogConfig = LogConfig()
+    log_level: LogLevel | None = None  # deprecated: log.level
+    tracing: TracingConfig = TracingConfig()
     # A client's side of the connection, per worker: what a slow or idle client may hold.
     header_timeout_s: Annotated[Seconds, in_range(0.1, 300)] = 10.0  # a request's head must arrive within
     body_timeout_s: Annotated[Seconds, in_range(0.1, 3600)] = 30.0  # its body within this after (408)
@@ -50,6 +78,13 @@ class ServerConfig(Section):
     max_output_tokens: Annotated[Whole, in_range(1, 1 << 40)] = 1_000_000
     # Browser origins allowed to call the gateway (CORS), as "https://app.example.com"; "*" for any.
     cors_origins: tuple[Text, ...] = ()
+
+    @model_validator(mode="after")
+    def _old_log_level(self) -> ServerConfig:
+        if self.log_level is not None and "level" not in self.log.model_fields_set:
+            # Frozen for everyone else; this is still validation.
+            object.__setattr__(self, "log", self.log.model_copy(update={"level": self.log_level}))
+        return self
 
 
 class UpstreamConfig(Section):
@@ -275,6 +310,8 @@ class Config(Section):
     def _served(self) -> Config:
         _check_workers(self)
         warnings = [reason for p in self.providers.values() if (reason := p.disabled_because)]
+        if self.server.log_level is not None:
+            warnings.append("server.log_level is deprecated; write server.log: {level: ...}")
         models = {}
         for name, model in self.models.items():
             routes = _served_routes(name, model, self.providers)

@@ -246,7 +246,7 @@ class Metrics:
             served.pool_share.inc()
         if served.stream_errors is not None and outcome.stream:
             served.stream_errors.inc()
-        if outcome.usage_estimated is not None:
+        if outcome.usage_estimated in ("absent", "invalid"):  # the upstream's doing, unlike a stream cut short
             self.usage_estimated.labels(record.provider, outcome.usage_estimated).inc()
 
     def refused(self, status: int) -> None:

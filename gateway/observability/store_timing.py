@@ -58,8 +58,12 @@ class MeteredStore:
     async def usage(self, team: str, first_day: str, last_day: str) -> list[DailyUsage]:
         return await self._timed("usage", self.backend.usage(team, first_day, last_day))
 
-    async def records(self, team: str | None = None, count: int = 100) -> list[UsageRecord]:
-        return await self._timed("records", self.backend.records(team, count))
+    async def records(self, team: str | None = None, count: int = 100, since_ms: int = 0) -> list[UsageRecord]:
+        return await self._timed("records", self.backend.records(team, count, since_ms))
+
+    async def find_record(self, request_id: str, team: str | None = None, since_ms: int = 0,
+                          max_scanned: int = 100_000) -> UsageRecord | None:
+        return await self._timed("records", self.backend.find_record(request_id, team, since_ms, max_scanned))
 
     async def add_key(self, record: KeyRecord) -> None:
         await self._timed("add_key", self.backend.add_key(record))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from gateway.errors import GatewayError
 from gateway.routing.route import Endpoint, Route
 from gateway.routing.router import Router
@@ -15,14 +17,20 @@ class Attempt:
     happened before.
     """
 
-    __slots__ = ("_router", "route", "endpoint", "started", "first_byte_at", "_open")
+    __slots__ = ("_router", "route", "endpoint", "began", "started", "first_byte_at", "ended", "status",
+                 "error", "_open")
 
     def __init__(self, router: Router, route: Route, endpoint: Endpoint) -> None:
         self._router = router
         self.route = route
         self.endpoint = endpoint
+        # What it came to, for a trace drawn after the request (time.monotonic; 0.0 while unknown).
+        self.began = time.monotonic()
         self.started = 0.0
         self.first_byte_at = 0.0
+        self.ended = 0.0
+        self.status = 0  # the upstream's answer as the client saw it; 0 when abandoned
+        self.error: GatewayError | None = None
         self._open = True
 
     @classmethod
@@ -38,16 +46,19 @@ class Attempt:
 
     def failed(self, error: GatewayError) -> None:
         if self._close():
+            self.ended, self.status, self.error = time.monotonic(), error.status, error
             self._router.failed(self.route, self.endpoint, error)
 
     def finished(self, status: int, ended_at: float, completion_tokens: int, stream: bool) -> None:
         if self._close():
+            self.ended, self.status = ended_at, status
             self._router.end(self.route, self.endpoint, status=status, started=self.started,
                              first_byte_at=self.first_byte_at, ended_at=ended_at,
                              completion_tokens=completion_tokens, stream=stream)
 
     def abandon(self) -> None:
         if self._close():
+            self.ended = time.monotonic()
             self._router.release(self.route, self.endpoint)
 
     def _close(self) -> bool:

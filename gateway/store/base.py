@@ -98,6 +98,19 @@ class UsageRecord:
     month: str
     request_id: str = ""
     table_cost_nano: int | None = None  # tokens x the route's price, kept beside the provider's figure
+    # What happened to the request, for a lookup by id; records written before these existed read
+    # with the defaults.
+    endpoint: str = ""  # "chat" | "completions" | "embeddings"
+    attempts: int = 1  # upstream attempts; more than one means a retry or a fallback
+    error_code: str | None = None  # the OpenAI error `code` the client got, when it got an error
+    ttfb_ms: int | None = None  # until the client's first byte; None when it got none
+    stream: bool = False
+    usage_estimated: str | None = None  # "absent" | "invalid" | "cut": the gateway counted the tokens billed
+
+    @property
+    def client_left(self) -> bool:
+        """The client went away before its answer was over (HTTP 499)."""
+        return self.status == 499
 
 
 @dataclass(slots=True)
@@ -158,8 +171,16 @@ class Store(Protocol):
     async def usage(self, team: str, first_day: str, last_day: str) -> list[DailyUsage]:
         """Daily totals for each day in the inclusive range that has any."""
 
-    async def records(self, team: str | None = None, count: int = 100) -> list[UsageRecord]:
-        """The newest per-request records, newest first."""
+    async def records(self, team: str | None = None, count: int = 100, since_ms: int = 0) -> list[UsageRecord]:
+        """The newest per-request records, newest first; none settled before `since_ms` (epoch ms)."""
+
+    async def find_record(self, request_id: str, team: str | None = None, since_ms: int = 0,
+                          max_scanned: int = 100_000) -> UsageRecord | None:
+        """The record of one request, looked for newest first in `team`'s records or every team's.
+
+        Records carry no index by id (that would be a second write per request): the search
+        reads back to `since_ms` and gives up after `max_scanned` records.
+        """
 
     async def add_key(self, record: KeyRecord) -> None: ...
 

@@ -11,7 +11,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from datetime import date
-from itertools import islice
+from itertools import islice, takewhile
 
 from gateway.store.base import SETTLED_GRACE_S, Admission, DailyUsage, Hold, KeyRecord, Limits, UsageRecord, refused
 from gateway.store.windows import (
@@ -200,16 +200,32 @@ class MemoryStore:
         found = [d for d in state.days.values() if first <= date.fromisoformat(d.day) <= last]
         return [_copy_usage(d) for d in sorted(found, key=lambda d: d.day)]
 
-    async def records(self, team: str | None = None, count: int = 100) -> list[UsageRecord]:
-        if team is not None:
-            teams = [self._teams[team]] if team in self._teams else []
-        else:
-            teams = list(self._teams.values())
+    async def records(self, team: str | None = None, count: int = 100, since_ms: int = 0) -> list[UsageRecord]:
         newest: list[tuple[int, UsageRecord]] = []
-        for state in teams:
-            newest.extend(islice(reversed(state.records), count))
+        for state in self._record_teams(team):
+            recent = takewhile(lambda entry: entry[1].time_ms >= since_ms, reversed(state.records))
+            newest.extend(islice(recent, count))
         newest.sort(key=lambda entry: entry[0], reverse=True)
         return [record for _, record in newest[:count]]
+
+    async def find_record(self, request_id: str, team: str | None = None, since_ms: int = 0,
+                          max_scanned: int = 100_000) -> UsageRecord | None:
+        scanned = 0
+        for state in self._record_teams(team):
+            for _, record in reversed(state.records):
+                scanned += 1
+                if scanned > max_scanned:
+                    return None
+                if record.time_ms < since_ms:
+                    break
+                if record.request_id == request_id:
+                    return record
+        return None
+
+    def _record_teams(self, team: str | None) -> list[_Team]:
+        if team is not None:
+            return [self._teams[team]] if team in self._teams else []
+        return list(self._teams.values())
 
     async def add_key(self, record: KeyRecord) -> None:
         self._keys[record.key_id] = record

@@ -54,6 +54,7 @@ from gateway.store.redis_scripts import SCRIPTS
 from gateway.store.windows import HELD_RETRY_MS, ROUTE_FIELDS, WINDOW_MS, check_amounts, next_day_ms, next_month_ms
 
 USAGE_TTL_S = 400 * 86_400  # daily usage outlives a year of reports
+RECORDS_PAGE = 1_000  # records read per team and round trip when looking for one request
 
 
 class RedisStore:
@@ -176,19 +177,48 @@ class RedisStore:
                 totals = await pipe.execute()
         return [_daily_usage(day, found) for day, found in zip(days, totals) if found]
 
-    async def records(self, team: str | None = None, count: int = 100) -> list[UsageRecord]:
+    async def records(self, team: str | None = None, count: int = 100, since_ms: int = 0) -> list[UsageRecord]:
         async with self._answering():
-            if team is not None:
-                teams = [team]
-            else:
-                teams = sorted(t.decode() for t in await self._redis.smembers(self._key("teams", "all")))
+            teams = await self._record_teams(team)
             async with self._redis.pipeline(transaction=False) as pipe:
                 for name in teams:
-                    pipe.xrevrange(self._key(name, "records"), count=count)
+                    pipe.xrevrange(self._key(name, "records"), min=_stream_floor(since_ms), count=count)
                 streams = await pipe.execute()
         # Stream ids are "<server ms>-<seq>", so they order records across teams too.
         entries = sorted((entry for stream in streams for entry in stream), key=_stream_order, reverse=True)
         return [_usage_record(values[b"r"]) for _, values in entries[:count]]
+
+    async def find_record(self, request_id: str, team: str | None = None, since_ms: int = 0,
+                          max_scanned: int = 100_000) -> UsageRecord | None:
+        # Each round reads the next page of every team's stream still in range, in one round trip;
+        # only a record whose bytes hold the id is parsed.
+        needle = b'"request_id":' + orjson.dumps(request_id)
+        async with self._answering():
+            cursors = dict.fromkeys(await self._record_teams(team), "+")
+            scanned = 0
+            while cursors and scanned < max_scanned:
+                page = min(RECORDS_PAGE, max_scanned - scanned)
+                names = list(cursors)
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for name in names:
+                        pipe.xrevrange(self._key(name, "records"), max=cursors[name], min=_stream_floor(since_ms),
+                                       count=page)
+                    pages = await pipe.execute()
+                for name, entries in zip(names, pages):
+                    scanned += len(entries)
+                    for _, values in entries:
+                        if needle in values[b"r"]:
+                            return _usage_record(values[b"r"])
+                    if len(entries) < page:
+                        del cursors[name]
+                    else:
+                        cursors[name] = "(" + entries[-1][0].decode()  # the page's last id, excluded
+        return None
+
+    async def _record_teams(self, team: str | None) -> list[str]:
+        if team is not None:
+            return [team]
+        return sorted(t.decode() for t in await self._redis.smembers(self._key("teams", "all")))
 
     async def add_key(self, record: KeyRecord) -> None:
         keys = self._keys_keys("by_hash", "by_id", "revoked", "version")
@@ -317,6 +347,11 @@ def _daily_usage(day: str, found: dict[bytes, bytes]) -> DailyUsage:
         elif field_name in ROUTE_FIELDS:
             setattr(totals, field_name, amount)
     return totals
+
+
+def _stream_floor(since_ms: int) -> str:
+    """The lowest stream id of records settled at or after `since_ms` (the stream's ids are server ms)."""
+    return f"{since_ms}-0" if since_ms > 0 else "-"
 
 
 def _stream_order(entry: tuple[bytes, Any]) -> tuple[int, int]:

@@ -46,6 +46,7 @@ class Relay:
         self._delivering = False
         self.started = False
         self.finished = False
+        self.error_code: str | None = None  # the code of the error event that ended the stream, if any
 
     async def run(self, receive: Receive, send: Send) -> StreamEnd:
         """Deliver the stream; at a shutdown's cancellation, end it with an error event and re-raise."""
@@ -140,6 +141,7 @@ class Relay:
         if self.finished or self._client_gone:
             return
         self.finished = True
+        self.error_code = kind
         error = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
         try:
             await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(error) + b"\n\n",

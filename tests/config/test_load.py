@@ -273,8 +273,8 @@ def test_unsupported_params_policy_is_drop_or_reject() -> None:
      "serverr: unknown setting (allowed here: models, providers, routing, server, store, teams, upstream)"),
     ({"server": {"wokers": 2}},
      "server.wokers: unknown setting (allowed here: admin_key, body_timeout_s, cors_origins, header_timeout_s, "
-     "host, keepalive_timeout_s, log_level, max_body_bytes, max_connections, max_output_tokens, port, "
-     "shutdown_grace_s, workers)"),
+     "host, keepalive_timeout_s, log, log_level, max_body_bytes, max_connections, max_output_tokens, port, "
+     "shutdown_grace_s, tracing, workers)"),
     ({"providers": {"deepinfra": {"apikey": "k"}}},
      "providers.deepinfra.apikey: unknown setting (allowed here: abandoned_streams, api_key, base_url, "
      "capabilities, endpoints, headers, hourly_cost_usd, kind, limits, max_inflight, max_waiting, timeouts, "
