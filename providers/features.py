@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-CHAT, COMPLETIONS, EMBEDDINGS = "chat", "completions", "embeddings"
+CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES = "chat", "completions", "embeddings", "responses"
+NATIVE_RESPONSES = "responses.native"  # the upstream serves /v1/responses itself
 
 # Each feature: the parameter a refusal names, and what it is, for people reading a 400.
 FEATURES: Mapping[str, Mapping[str, tuple[str, str]]] = {
@@ -38,6 +39,11 @@ FEATURES: Mapping[str, Mapping[str, tuple[str, str]]] = {
         # Never a reason to exclude a route: the gateway encodes floats itself where needed.
         "base64": ("encoding_format", "base64-encoded vectors"),
         "dimensions": ("dimensions", "shortened vectors (dimensions)"),
+    },
+    RESPONSES: {
+        # The upstream serves /v1/responses itself. Without it the gateway translates to chat,
+        # which carries everything but what only OpenAI's side runs (gateway.responses.features).
+        "native": ("input", "the Responses API itself (built-in tools, background responses, ...)"),
     },
 }
 

@@ -42,6 +42,7 @@ PROFILE = Profile(
                            "structured_outputs"}),
         "completions": frozenset({"logprobs", "n", "echo"}),
         "embeddings": frozenset({"base64", "dimensions"}),
+        "responses": frozenset({"native"}),
     },
     forwards_unknown=True,
     publishes_windows=True,

@@ -38,11 +38,9 @@ def _capable(model: str, routes: list[Route], call: Call, narrowed: bool) -> lis
         return kept
     lacking = [call.needs - route.features for route in routes]
     # Name what no route has; when each lacks something else, the first of those.
-    endpoint = call.endpoint
-    order = list(FEATURES[endpoint])  # the feature itself before its variants (tools before tool_streaming)
-    named = min(frozenset.intersection(*lacking) or frozenset().union(*lacking),
-                key=lambda qualified: order.index(qualified.partition(".")[2]))
-    param, what = FEATURES[endpoint][named.partition(".")[2]]
+    named = min(frozenset.intersection(*lacking) or frozenset().union(*lacking), key=_position)
+    endpoint, _, name = named.partition(".")
+    param, what = FEATURES[endpoint][name]
     why = "; ".join(f"{route.name} does not support {', '.join(_names(missing))}"
                     for route, missing in zip(routes, lacking))
     scope = "the routes the request narrowed to" if narrowed else f"model '{model}'"
@@ -52,8 +50,13 @@ def _capable(model: str, routes: list[Route], call: Call, narrowed: bool) -> lis
 
 
 def _names(features: frozenset[str]) -> list[str]:
-    names = [name.partition(".")[2] for name in features]
-    return sorted(names, key=list(FEATURES[next(iter(features)).partition(".")[0]]).index)
+    return [name.partition(".")[2] for name in sorted(features, key=_position)]
+
+
+def _position(qualified: str) -> tuple[int, int]:
+    """Where a feature is listed: a feature before its variants (tools before tool_streaming)."""
+    endpoint, _, name = qualified.partition(".")
+    return list(FEATURES).index(endpoint), list(FEATURES[endpoint]).index(name)
 
 
 def _fitting(model: str, routes: list[Route], call: Call, windows: list[int | None]) -> list[Route]:

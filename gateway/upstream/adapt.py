@@ -19,6 +19,7 @@ from gateway.call import Call
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError, bad_request
 from providers import Bounds
+from providers.features import NATIVE_RESPONSES
 from providers.params import KNOWN, OWNERS, PARAMS
 from providers.profile import CORE_PARAMS
 
@@ -42,10 +43,13 @@ class Destination(Protocol):
 class Outgoing:
     body: bytes
     dropped: tuple[str, ...]  # the client's parameters this provider is not sent
+    path: str  # where under the route's base URL: the call's own, or /responses at a native route
 
 
 def upstream_body(call: Call, route: Destination) -> Outgoing:
     """What to send to `route` for `call`; raise a 400 GatewayError naming a refused parameter."""
+    if call.responses is not None and NATIVE_RESPONSES in route.features:
+        return _native_responses(call, route)
     provider = route.provider
     profile = provider.profile
     if call.endpoint not in profile.endpoints:
@@ -93,7 +97,18 @@ def upstream_body(call: Call, route: Destination) -> Outgoing:
         options = dict(call.body.get("stream_options") or {})
         options["include_usage"] = True
         body["stream_options"] = options
-    return Outgoing(orjson.dumps(body), tuple(dropped))
+    return Outgoing(orjson.dumps(body), tuple(dropped), call.path)
+
+
+def _native_responses(call: Call, route: Destination) -> Outgoing:
+    """A Responses request as the client wrote it (its stored conversation put in front), to an
+    upstream that serves the API itself: only the model and a cap on its output are the route's."""
+    assert call.responses is not None
+    body = {**call.responses.native, "model": route.upstream_model}
+    limit = _max_tokens(call, route)
+    if limit is not None:
+        body["max_output_tokens"] = limit
+    return Outgoing(orjson.dumps(body), (), "/responses")
 
 
 def _max_tokens(call: Call, route: Destination) -> int | None:

@@ -11,16 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-import orjson
 from starlette.types import Receive, Send
 
 from gateway.config import Timeouts
 from gateway.upstream.client import Opened
-from gateway.upstream.tap import EventTooLarge, StreamTap
+from gateway.upstream.tap import EventTooLarge
 
 SHUTDOWN = 503  # the status a stream cut by the gateway's own shutdown is settled under
+
+
+class Tap(Protocol):
+    """What the relay needs of a stream's reader (gateway.upstream.tap, or a translating one)."""
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+    def failure(self, message: str, kind: str) -> bytes: ...
 
 
 @dataclass(slots=True)
@@ -35,13 +46,14 @@ class StreamEnd:
 class Relay:
     """One stream from an upstream to a client. `started` tells whether the client has a response."""
 
-    def __init__(self, opened: Opened, tap: StreamTap, timeouts: Timeouts, headers: dict[str, str],
-                 finish_abandoned: bool = False) -> None:
+    def __init__(self, opened: Opened, tap: Tap, timeouts: Timeouts, headers: dict[str, str],
+                 finish_abandoned: bool = False, before_end: Callable[[], Awaitable[None]] | None = None) -> None:
         self._opened = opened
         self._tap = tap
         self._timeouts = timeouts
         self._headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         self._finish_abandoned = finish_abandoned
+        self._before_end = before_end  # awaited before the stream's last bytes go out
         self._client_gone = False
         self._delivering = False
         self.started = False
@@ -113,6 +125,8 @@ class Relay:
             await self.fail(send, f"the upstream sent an event too large to relay: {exc} (upstream.max_event_bytes)",
                             "upstream_error")
             return 502
+        if self._before_end is not None:
+            await self._before_end()
         self.finished = True
         await send({"type": "http.response.body", "body": rest, "more_body": False})
         return 200
@@ -142,10 +156,8 @@ class Relay:
             return
         self.finished = True
         self.error_code = kind
-        error = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
         try:
-            await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(error) + b"\n\n",
-                        "more_body": False})
+            await send({"type": "http.response.body", "body": self._tap.failure(message, kind), "more_body": False})
         except OSError:
             pass
 

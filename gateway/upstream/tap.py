@@ -36,6 +36,7 @@ class StreamTap:
 
     __slots__ = ("_profile", "_wants_usage", "_max_event_bytes", "_tail", "usage", "deltas", "invalid_usage",
                  "saw_event")
+    _delta = _DELTA  # what a content-bearing event looks like, for counting
 
     def __init__(self, profile: Profile, wants_usage: bool, max_event_bytes: int = 16 << 20) -> None:
         self._profile = profile
@@ -50,7 +51,7 @@ class StreamTap:
     def feed(self, chunk: bytes) -> bytes:
         """What the client should get now; raises EventTooLarge past the size of one event."""
         data = self._tail + chunk if self._tail else chunk
-        end = _last_event_end(data)
+        end = last_event_end(data)
         if end < 0:
             if len(data) > self._max_event_bytes:
                 raise EventTooLarge(f"an event grew past {self._max_event_bytes} bytes")
@@ -60,8 +61,8 @@ class StreamTap:
         if len(self._tail) > self._max_event_bytes:
             raise EventTooLarge(f"an event grew past {self._max_event_bytes} bytes")
         self.saw_event = True
-        self.deltas += len(_DELTA.findall(ready))
-        if _USAGE.search(ready) is None and not self._has_dropped_delta(ready):
+        self.deltas += len(self._delta.findall(ready))
+        if not self._wanted(ready):
             return ready
         end = b"\r\n\r\n" if b"\r\n\r\n" in ready else _EVENT_END  # keep the upstream's framing
         return b"".join(self._rewrite(event, end) for event in ready.split(end) if event)
@@ -75,11 +76,17 @@ class StreamTap:
         end = b"\r\n\r\n" if rest.endswith(b"\r\n") else _EVENT_END
         return self.feed(rest.rstrip(b"\r\n") + end)
 
-    def _has_dropped_delta(self, ready: bytes) -> bool:
-        return any(text.encode() in ready for text in self._profile.dropped_deltas)
+    def failure(self, message: str, kind: str) -> bytes:
+        """The event that ends a stream the gateway cannot finish: an error the OpenAI SDK raises."""
+        return b"data: " + orjson.dumps({"error": {"message": message, "type": kind, "param": None,
+                                                   "code": kind}}) + b"\n\n"
+
+    def _wanted(self, ready: bytes) -> bool:
+        """Whether some of these events must be read: one carries usage, or one is dropped."""
+        return _USAGE.search(ready) is not None or any(text.encode() in ready for text in self._profile.dropped_deltas)
 
     def _rewrite(self, event: bytes, end: bytes) -> bytes:
-        payload = _data_of(event)
+        payload = data_of(event)
         if payload is None or payload == b"[DONE]":
             return event + end
         try:
@@ -133,7 +140,7 @@ def usage_chunk(template: dict[str, Any], usage: Usage) -> dict[str, Any]:
     }
 
 
-def _last_event_end(data: bytes) -> int:
+def last_event_end(data: bytes) -> int:
     """Index just past the last complete event, or -1; SSE allows LF or CRLF framing."""
     lf = data.rfind(b"\n\n")
     crlf = data.rfind(b"\r\n\r\n")
@@ -142,7 +149,7 @@ def _last_event_end(data: bytes) -> int:
     return max(lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1)
 
 
-def _data_of(event: bytes) -> bytes | None:
+def data_of(event: bytes) -> bytes | None:
     for line in event.split(b"\n"):
         if line.startswith(b"data:"):
             return line[5:].strip()
