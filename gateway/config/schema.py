@@ -115,6 +115,8 @@ class StoreConfig(Section):
     # A settlement counts once this many replicas have it (WAIT): none is lost when a primary fails
     # over, at a replication round trip per request. 0: the primary's word is enough.
     settle_replicas: Annotated[Whole, in_range(0, 16)] = 0
+    # How long a stored Responses answer can be continued (previous_response_id) or read back.
+    responses_ttl_s: Annotated[Seconds, in_range(60, 400 * 86_400)] = 30 * 86_400.0
 
     @model_validator(mode="after")
     def _tls_fits_the_url(self) -> StoreConfig:

@@ -12,8 +12,8 @@ from gateway.store.base import SETTLED_GRACE_S
 
 T = TypeVar("T")
 STORE_OPERATIONS = ("admit", "release", "settle", "spend", "usage", "records", "add_key", "lookup_key",
-                    "revoke_key", "keys", "keys_version", "publish_config", "config_version",
-                    "published_config", "ping")
+                    "revoke_key", "keys", "keys_version", "put_response", "get_response",
+                    "delete_response", "publish_config", "config_version", "published_config", "ping")
 
 
 class MeteredStore:
@@ -79,6 +79,15 @@ class MeteredStore:
 
     async def keys_version(self) -> int:
         return await self._timed("keys_version", self.backend.keys_version())
+
+    async def put_response(self, team: str, response_id: str, record: bytes, ttl_s: float) -> None:
+        await self._timed("put_response", self.backend.put_response(team, response_id, record, ttl_s))
+
+    async def get_response(self, team: str, response_id: str) -> bytes | None:
+        return await self._timed("get_response", self.backend.get_response(team, response_id))
+
+    async def delete_response(self, team: str, response_id: str) -> bool:
+        return await self._timed("delete_response", self.backend.delete_response(team, response_id))
 
     async def publish_config(self, text: str) -> int:
         return await self._timed("publish_config", self.backend.publish_config(text))

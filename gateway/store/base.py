@@ -194,6 +194,14 @@ class Store(Protocol):
     async def keys_version(self) -> int:
         """A number that changes whenever a key is added or revoked (cheap to poll)."""
 
+    async def put_response(self, team: str, response_id: str, record: bytes, ttl_s: float) -> None:
+        """Keep a Responses answer's record (gateway.responses.stored) for `ttl_s`, as the team's."""
+
+    async def get_response(self, team: str, response_id: str) -> bytes | None:
+        """The team's record of that response; None when absent, expired or another team's."""
+
+    async def delete_response(self, team: str, response_id: str) -> bool: ...
+
     async def publish_config(self, text: str) -> int:
         """Make `text` the config every worker runs; its version, one above the last."""
 

@@ -62,6 +62,7 @@ class MemoryStore:
         self._keys: dict[str, KeyRecord] = {}
         self._keys_version = 0
         self._config: tuple[int, str] | None = None
+        self._responses: dict[tuple[str, str], tuple[bytes, float]] = {}  # (team, id) -> (record, monotonic expiry)
 
     async def admit(self, hold: Hold, limits: Limits) -> Admission:
         """Reserve `hold` or refuse it, checking rpm, tpm, budget_day, budget_month in order.
@@ -252,6 +253,23 @@ class MemoryStore:
 
     async def keys_version(self) -> int:
         return self._keys_version
+
+    async def put_response(self, team: str, response_id: str, record: bytes, ttl_s: float) -> None:
+        now = time.monotonic()
+        if len(self._responses) >= self._max_records:  # bounded like the records: the expired go first
+            self._responses = {k: v for k, v in self._responses.items() if v[1] > now}
+            while len(self._responses) >= self._max_records:
+                del self._responses[next(iter(self._responses))]
+        self._responses[(team, response_id)] = (record, now + ttl_s)
+
+    async def get_response(self, team: str, response_id: str) -> bytes | None:
+        found = self._responses.get((team, response_id))
+        if found is None or found[1] <= time.monotonic():
+            return None
+        return found[0]
+
+    async def delete_response(self, team: str, response_id: str) -> bool:
+        return self._responses.pop((team, response_id), None) is not None
 
     async def publish_config(self, text: str) -> int:
         version = (self._config[0] if self._config else 0) + 1

@@ -16,6 +16,7 @@ and costs one round trip. Key layout (`gw` is the prefix):
     gw:{team}:records               stream per-request records, newest last
     gw:{teams}:all                  set    teams that have records (for records(None))
     gw:{keys}:by_hash, :by_id, :revoked, :version   API keys
+    gw:{team}:response:<id>         string a stored Responses answer (previous_response_id), with a TTL
     gw:{config}:version, :text      string the config every worker runs (published by a reload)
 
 The braces are Redis Cluster hash tags: all of a team's keys live in one slot, so
@@ -55,6 +56,7 @@ from gateway.store.windows import HELD_RETRY_MS, ROUTE_FIELDS, WINDOW_MS, check_
 
 USAGE_TTL_S = 400 * 86_400  # daily usage outlives a year of reports
 RECORDS_PAGE = 1_000  # records read per team and round trip when looking for one request
+MAX_RESPONSE_ID = 200  # a response id is ours or an upstream's; one past this is no id of either
 
 
 class RedisStore:
@@ -250,6 +252,21 @@ class RedisStore:
     async def keys_version(self) -> int:
         async with self._answering():
             return int(await self._redis.get(self._key("keys", "version")) or 0)
+
+    async def put_response(self, team: str, response_id: str, record: bytes, ttl_s: float) -> None:
+        async with self._answering():
+            await self._redis.set(self._response_key(team, response_id), record, px=max(1, round(ttl_s * 1000)))
+
+    async def get_response(self, team: str, response_id: str) -> bytes | None:
+        async with self._answering():
+            return await self._redis.get(self._response_key(team, response_id))
+
+    async def delete_response(self, team: str, response_id: str) -> bool:
+        async with self._answering():
+            return bool(await self._redis.delete(self._response_key(team, response_id)))
+
+    def _response_key(self, team: str, response_id: str) -> str:
+        return self._key(team, "response:" + response_id[:MAX_RESPONSE_ID])
 
     async def publish_config(self, text: str) -> int:
         version_key, text_key = self._key("config", "version"), self._key("config", "text")

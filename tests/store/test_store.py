@@ -761,3 +761,16 @@ async def test_a_published_config_comes_back_with_a_version_one_above_the_last(s
     assert await store.publish_config("teams: {a: {}}\n") == 2
     assert await store.config_version() == 2
     assert await store.published_config() == (2, "teams: {a: {}}\n")
+
+
+async def test_a_stored_response_is_its_teams_until_it_expires_or_is_deleted(store: Store) -> None:
+    await store.put_response("alpha", "resp_1", b'{"v":1}', ttl_s=60)
+    await store.put_response("alpha", "resp_short", b"{}", ttl_s=0.05)
+    assert await store.get_response("alpha", "resp_1") == b'{"v":1}'
+    assert await store.get_response("beta", "resp_1") is None  # another team's id is no id
+    async def expired() -> bool:
+        return await store.get_response("alpha", "resp_short") is None
+    await eventually(expired, timeout_s=3, what="the short-lived response gone")
+    assert not await store.delete_response("beta", "resp_1")
+    assert await store.delete_response("alpha", "resp_1")
+    assert await store.get_response("alpha", "resp_1") is None
