@@ -8,7 +8,7 @@ import fnmatch
 import logging
 import os
 import signal
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import orjson
 from starlette.applications import Starlette
@@ -25,6 +25,7 @@ from gateway.config import Config, ConfigError, load_config_text, read_config_te
 from gateway.errors import GatewayError
 from gateway.proxy import find_model, proxy
 from gateway.request import request_id
+from gateway.responses.stored import from_bytes, response_not_found
 from gateway.server import GatewayProtocol
 from gateway.service import Gateway
 from gateway.store import StoreUnavailable
@@ -49,7 +50,8 @@ class GatewayApp:
     instead.
     """
 
-    PROXIED = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
+    PROXIED = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings",
+               "/v1/responses": "responses"}
 
     def __init__(self, starlette: Starlette, gateway: Gateway) -> None:
         self.starlette = starlette
@@ -120,6 +122,8 @@ def create_app(config: Config, gateway: Gateway | None = None, *, path: str | No
         routes=[
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/models/{name:path}", get_model, methods=["GET"]),
+            Route("/v1/responses/{response_id}", get_response, methods=["GET"]),
+            Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
@@ -188,6 +192,36 @@ async def get_model(request: Request) -> Response:
     except GatewayError as error:
         return error.response()
     return _json({"id": model.name, "object": "model", "created": int(gw.started_at), "owned_by": "gateway"})
+
+
+async def get_response(request: Request) -> Response:
+    """A stored Responses answer, to the team that made it (any other team's id is not found)."""
+    async def act(gw: Gateway, team: str, response_id: str) -> Response:
+        stored = from_bytes(await gw.store.get_response(team, response_id))
+        if stored is None or stored.team != team:
+            raise response_not_found(response_id)
+        return _json(stored.response)
+    return await _stored_response(request, act)
+
+
+async def delete_response(request: Request) -> Response:
+    async def act(gw: Gateway, team: str, response_id: str) -> Response:
+        if not await gw.store.delete_response(team, response_id):
+            raise response_not_found(response_id)
+        return _json({"id": response_id, "object": "response", "deleted": True})
+    return await _stored_response(request, act)
+
+
+async def _stored_response(request: Request, act: Any) -> Response:
+    gw: Gateway = request.app.state.gateway
+    try:
+        team = (await gw.keys.authenticate(request.headers.get("authorization"), request.scope)).team.name
+        return await act(gw, team, request.path_params["response_id"])
+    except GatewayError as error:
+        return error.response()
+    except StoreUnavailable:
+        return GatewayError(503, "The store is unavailable; retry shortly.", type="service_unavailable",
+                            code="store_unavailable", headers={"retry-after": "1"}).response()
 
 
 async def healthz(request: Request) -> Response:

@@ -56,6 +56,15 @@ class Call:
     wants_base64: bool = False  # embeddings as base64, which the gateway encodes where a route cannot
     # max_tokens sent to a route whose context window is unknown, when the client named none (admission).
     blind_max_tokens: int | None = None
+    # A Responses API request (`body` is then its chat translation): a gateway.responses.request.
+    # ResponsesCall, what a native route is sent and what the answer is built and stored from. Not
+    # typed here, as that package builds on this module.
+    responses: Any = None
+
+    @property
+    def api(self) -> str:
+        """The endpoint the client called: "responses" for a Responses request, else `endpoint`."""
+        return "responses" if self.responses is not None else self.endpoint
 
     def prompt_bound(self, part_tokens: PartTokens) -> int:
         """Tokens the whole prompt counts at most, each media part at `part_tokens` of its kind."""
@@ -78,6 +87,11 @@ def read_call(raw: bytes, endpoint: str, max_output_tokens: int = MAX_OUTPUT_TOK
         raise bad_request(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
+    return checked_call(body, endpoint, max_output_tokens)
+
+
+def checked_call(body: dict[str, Any], endpoint: str, max_output_tokens: int = MAX_OUTPUT_TOKENS) -> Call:
+    """A parsed body checked against its endpoint's schema; a 400 GatewayError naming the bad field."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("you must provide a model parameter", param="model", code="missing_required_parameter")

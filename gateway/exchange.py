@@ -24,13 +24,16 @@ from gateway.auth import Identity
 from gateway.call import Call
 from gateway.config import Config, ModelConfig
 from gateway.errors import GatewayError
+from gateway.responses.delivery import Delivery, TranslatingTap
 from gateway.routing import Candidate, Endpoint, Route, Router
 from gateway.routing.attempt import Attempt
+from gateway.store import StoreUnavailable
 from gateway.upstream.adapt import upstream_body
 from gateway.upstream.client import Opened, invalid_response
 from gateway.upstream.relay import SHUTDOWN, Relay
 from gateway.upstream.tap import StreamTap
 from gateway.upstream.vectors import encoded
+from providers.features import NATIVE_RESPONSES
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -59,8 +62,9 @@ class Exchange:
         self._route: Route | None = None
         self._opened: Opened | None = None
         self._relay: Relay | None = None
-        self._tap: StreamTap | None = None
+        self._tap: StreamTap | TranslatingTap | None = None
         self._responded = False
+        self._delivery: Delivery | None = None  # a Responses request's answer: native or translated
         self.status = 0
         self._usage = Usage()
         self._estimated: str | None = None  # why the usage billed is the gateway's own count
@@ -115,7 +119,7 @@ class Exchange:
             self.attempts += 1
             self._attempt = attempt
             try:
-                opened = await gw.upstream.open(route.provider, attempt.endpoint.url + call.path, outgoing.body,
+                opened = await gw.upstream.open(route.provider, attempt.endpoint.url + outgoing.path, outgoing.body,
                                                 stream=call.stream, request_id=self._headers["x-request-id"])
             except GatewayError as error:
                 attempt.failed(error)
@@ -127,6 +131,8 @@ class Exchange:
                 break
             attempt.answered(opened.started, opened.first_byte_at, call.stream)
             self._route, self._opened = route, opened
+            if call.responses is not None:
+                self._delivery = Delivery(call.responses, NATIVE_RESPONSES in route.features)
             self._headers.update({"x-gateway-provider": route.name, "x-gateway-upstream-model": route.upstream_model,
                                   "x-gateway-attempts": str(self.attempts)})
             if outgoing.dropped:
@@ -151,15 +157,24 @@ class Exchange:
         self.status, self._upstream_ended = 200, opened.first_byte_at
         attempt.finished(200, opened.first_byte_at, self._usage.completion_tokens // self._call.n, stream=False)
         self._attempt = None
-        answer = opened.first
-        if self._call.wants_base64 and "embeddings.base64" not in self._route.features:
+        answer: bytes | None = opened.first
+        failure = None
+        if self._delivery is not None:
+            try:
+                answer = self._delivery.whole(opened.first, opened.doc)
+            except GatewayError as error:  # a chat answer with nothing to translate
+                failure = error
+            else:
+                await self._store_response()
+        elif self._call.wants_base64 and "embeddings.base64" not in self._route.features:
             answer = encoded(opened.doc)
             if answer is None:
                 failure = invalid_response(self._route.name, "embeddings that are not float vectors")
-                self.status, self._error_code = 502, error_code(failure)
-                self._responded = True
-                await failure.send(self._send, self._headers)
-                return
+        if failure is not None:
+            self.status, self._error_code = 502, error_code(failure)
+            self._responded = True
+            await failure.send(self._send, self._headers)
+            return
         self._responded = True
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._headers.items()]
         await self._send({"type": "http.response.start", "status": 200,
@@ -169,14 +184,31 @@ class Exchange:
     async def _relay_stream(self, attempt: Attempt) -> None:
         assert self._route is not None and self._opened is not None
         provider = self._route.provider
-        self._tap = StreamTap(provider.profile, self._call.wants_usage, self._config.upstream.max_event_bytes)
+        limit = self._config.upstream.max_event_bytes
+        delivery = self._delivery
+        self._tap = (delivery.tap(provider.profile, limit) if delivery is not None
+                     else StreamTap(provider.profile, self._call.wants_usage, limit))
         self._relay = Relay(self._opened, self._tap, provider.timeouts, self._headers,
-                            finish_abandoned=provider.abandoned_streams == "finish")
+                            finish_abandoned=provider.abandoned_streams == "finish",
+                            before_end=self._store_response if delivery is not None else None)
         end = await self._relay.run(self._receive, self._send)
         self.status, self._upstream_ended, self._error_code = end.status, end.ended_at, self._relay.error_code
         self._usage = self._stream_usage()
         attempt.finished(end.status, end.ended_at, self._usage.completion_tokens // self._call.n, stream=True)
         self._attempt = None
+
+    async def _store_response(self) -> None:
+        """Keep a Responses answer for `previous_response_id`, before the client has all of it (so a
+        continuation sent at once finds it); a store that does not answer loses it, not the answer."""
+        assert self._delivery is not None
+        stored = self._delivery.record(self._identity.team.name)
+        if stored is None:
+            return
+        try:
+            await self._gw.store.put_response(self._identity.team.name, *stored, self._config.store.responses_ttl_s)
+        except StoreUnavailable:
+            log.warning("response %s was not stored (the store did not answer); continuing it will be a 404",
+                        stored[0])
 
     def _reported(self, doc: dict) -> Usage:
         """A whole answer's usage: the upstream's when it can be billed, else the gateway's count."""

@@ -1,4 +1,4 @@
-"""The request path of the three proxied endpoints, top to bottom.
+"""The request path of the proxied endpoints (chat, completions, embeddings, responses), top to bottom.
 
 auth -> read -> model -> plan routes -> admit -> exchange: (adapt -> upstream)* -> respond or relay -> settle
 
@@ -21,6 +21,7 @@ from gateway.config import Config, ModelConfig, TeamConfig
 from gateway.errors import GatewayError
 from gateway.exchange import Exchange
 from gateway.request import read_body, request_id
+from gateway.responses.call import read_responses_call, refuse_unservable
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -38,8 +39,13 @@ async def proxy(gw: Gateway, endpoint: str, scope: Scope, receive: Receive, send
         # these two reads, and a request in flight keeps the ones it started with.
         config, router = gw.config, gw.router
         raw = await read_body(receive, headers.get("content-length"), config.server)
-        call = read_call(raw, endpoint, config.server.max_output_tokens)
+        if endpoint == "responses":
+            call = await read_responses_call(raw, gw.store, identity.team.name, config.server.max_output_tokens)
+        else:
+            call = read_call(raw, endpoint, config.server.max_output_tokens)
         model = find_model(config, call.model, identity.team)
+        if call.responses is not None:
+            refuse_unservable(call, (route.features for route in router.routes[model.name]))
         routes = router.plan(model, call, headers.get("x-gateway-route"))
         reservation = await gw.admitter.admit(call, (route for route, _ in routes), identity.team)
     except GatewayError as error:

@@ -58,6 +58,13 @@ def test_the_example_answers_a_chat_completion_a_stream_and_an_embedding(sdk: op
     assert len(vector) == 16
 
 
+def test_the_example_answers_the_responses_api_through_the_mock(sdk: openai.OpenAI) -> None:
+    answer = sdk.responses.create(model="llama-3.1-8b", input="Hi there", max_output_tokens=6)
+    assert answer.status in ("completed", "incomplete") and answer.output_text
+    events = list(sdk.responses.create(model="llama-3.1-8b", input="Hi there", stream=True))
+    assert events[0].type == "response.created" and events[-1].type in ("response.completed", "response.incomplete")
+
+
 def test_the_spend_of_a_first_run_is_recorded_at_the_stand_ins_price(first_run: GatewayProcess,
                                                                      sdk: openai.OpenAI) -> None:
     before = spend(first_run)

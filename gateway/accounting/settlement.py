@@ -87,7 +87,7 @@ class Settler:
             status=outcome.status, latency_ms=int((now - outcome.started) * 1000),
             time_ms=int(time.time() * 1000), day=reservation.hold.day, month=reservation.hold.month,
             request_id=outcome.request_id, table_cost_nano=table,
-            endpoint=outcome.call.endpoint if outcome.call else "", attempts=outcome.attempts,
+            endpoint=outcome.call.api if outcome.call else "", attempts=outcome.attempts,
             error_code=outcome.error_code, ttfb_ms=_ttfb_ms(outcome, now), stream=outcome.stream,
             usage_estimated=outcome.usage_estimated,
         )

@@ -95,7 +95,7 @@ class RequestLog:
             "time": self._clock.iso(int(time.time() * 1000)), "request_id": request_id,
             "team": identity.team.name or None if identity else None,
             "key_id": identity.key_id or None if identity else None,
-            "endpoint": call.endpoint if call else None, "model": call.model if call else None, "provider": None,
+            "endpoint": call.api if call else None, "model": call.model if call else None, "provider": None,
             "attempts": 0, "status": error.status, "error_code": error.code or error.type, "prompt_tokens": 0,
             "completion_tokens": 0, "cost_nano": 0, "ttfb_ms": duration_ms, "duration_ms": duration_ms,
             "stream": call.stream if call else False, "client_left": False, "usage_estimated": None,

@@ -25,7 +25,7 @@ from gateway.config import TracingConfig
 from gateway.redact import without_credentials
 from gateway.store import UsageRecord
 
-OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
+OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings", "responses": "chat"}
 DEFAULT_SERVICE = "llm-gateway"
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import bad_request
+from gateway.responses.answer import ResponseHead
 from gateway.responses.features import FUNCTION, refuse_untranslatable
 from gateway.responses.items import input_items, messages
 
@@ -48,14 +49,33 @@ class ResponsesRequest:
     echo: dict[str, Any]  # the request's settings as a response object shows them
 
 
+@dataclass(slots=True)
+class ResponsesCall:
+    """What a Responses request carries down the request path beside its chat translation."""
+
+    request: ResponsesRequest
+    items: list[dict[str, Any]]  # the whole input: a stored conversation's items, then this request's
+    native: dict[str, Any]  # the body a native route is sent, `model` aside
+    head: ResponseHead  # the answer's id, time, public model name and echoed settings
+
+
 def read_request(raw: bytes) -> ResponsesRequest:
     """Parse and check a Responses body; raise a 400 GatewayError naming the bad or untranslatable field."""
+    return checked_request(parsed(raw))
+
+
+def parsed(raw: bytes) -> dict[str, Any]:
     try:
         body = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError as exc:
         raise bad_request(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
+    return body
+
+
+def checked_request(body: dict[str, Any]) -> ResponsesRequest:
+    """A parsed Responses body checked, with its chat translation; a 400 naming what cannot be."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("you must provide a model parameter", param="model", code="missing_required_parameter")

@@ -27,16 +27,21 @@ class StoredResponse:
     created_at: int  # UTC seconds
     input_items: list[dict[str, Any]]  # everything the response saw: the stored history before it and its input
     output_items: list[dict[str, Any]]
+    response: dict[str, Any]  # the response object as the client got it (GET /v1/responses/{id})
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({"v": FORMAT, "id": self.id, "team": self.team, "model": self.model,
-                             "created_at": self.created_at, "input": self.input_items, "output": self.output_items})
+                             "created_at": self.created_at, "input": self.input_items, "output": self.output_items,
+                             "response": self.response})
 
 
 def record(response: dict[str, Any], team: str, full_input: list[dict[str, Any]]) -> StoredResponse:
     """The record of a finished response object; `full_input` is what chat was sent, as items."""
-    return StoredResponse(id=response["id"], team=team, model=response["model"], created_at=response["created_at"],
-                          input_items=full_input, output_items=response["output"])
+    output = response.get("output")
+    return StoredResponse(id=response["id"], team=team, model=response.get("model") or "",
+                          created_at=response.get("created_at") or 0, input_items=full_input,
+                          output_items=[item for item in output if isinstance(item, dict)] if isinstance(output, list)
+                          else [], response=response)
 
 
 def from_bytes(raw: bytes | None) -> StoredResponse | None:
@@ -50,8 +55,8 @@ def from_bytes(raw: bytes | None) -> StoredResponse | None:
     if not isinstance(doc, dict) or doc.get("v") != FORMAT:
         return None
     fields = (doc.get("id"), doc.get("team"), doc.get("model"), doc.get("created_at"), doc.get("input"),
-              doc.get("output"))
-    types = (str, str, str, int, list, list)
+              doc.get("output"), doc.get("response"))
+    types = (str, str, str, int, list, list, dict)
     if not all(isinstance(value, kind) for value, kind in zip(fields, types, strict=True)):
         return None
     if not all(isinstance(item, dict) for item in fields[4] + fields[5]):
@@ -79,3 +84,9 @@ def expand(previous: StoredResponse | None, response_id: str, team: str,
 def not_found(response_id: str) -> GatewayError:
     return GatewayError(404, f"Previous response with id '{response_id[:100]}' not found.",
                         param="previous_response_id", code="previous_response_not_found")
+
+
+def response_not_found(response_id: str) -> GatewayError:
+    """GET or DELETE of a response that is not stored (or is another team's: the same answer)."""
+    return GatewayError(404, f"No response found with id '{response_id[:100]}'.", param="response_id",
+                        code="not_found")

@@ -55,11 +55,15 @@ def read_asked(endpoint: str, body: dict[str, Any], profile: Profile, bad: Bad) 
 
 
 def _tool_call(body: dict[str, Any], bad: Bad) -> ToolCall | None:
-    """The call to the function `tool_choice` forces, else to the first tool; None for "none"."""
+    """The call to the function `tool_choice` forces, else to the first tool; None for "none", and
+    (as a model does, unless forced) once the last message is a tool's result: an agent's loop ends."""
     tools = body.get("tools")
     functions = [t["function"] for t in tools if _is_function_tool(t)] if isinstance(tools, list) else []
     choice = body.get("tool_choice")
-    if not functions or choice == "none":
+    messages = body.get("messages")
+    answered = isinstance(messages, list) and bool(messages) and isinstance(messages[-1], dict) \
+        and messages[-1].get("role") == "tool"
+    if not functions or choice == "none" or (answered and choice in (None, "auto")):
         return None
     chosen = functions[0]
     if isinstance(choice, dict) and isinstance(choice.get("function"), dict):

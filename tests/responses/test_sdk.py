@@ -1,21 +1,25 @@
-"""The openai SDK against the translation over loopback: create, stream and parse, as an app would call them.
+"""The openai SDK against the gateway's translation: create, stream and parse, as an app would call them.
 
-The SDK's stream accumulator is strict (item identities, content before its item, the
-final response's items), so these prove the event sequence is one it accepts.
+A real gateway process sends each request to a fake chat-only provider (`deepinfra` or
+`novita`) and translates the answer back. The SDK's stream accumulator is strict (item
+identities, content before its item, the final response's items), so these prove the event
+sequence is one it accepts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import openai
 import pytest
 from pydantic import BaseModel
 
 from tests.fakes import FakeProvider
-from tests.responses.translating_server import TranslatingServer
+from tests.gateway_process import GatewayProcess
 
 UPSTREAMS = {"deepinfra": "meta-llama/Meta-Llama-3.1-8B-Instruct", "novita": "meta-llama/llama-3.1-8b-instruct"}
+KEY = "sk-responses-team"
 WEATHER = {"type": "function", "name": "weather", "description": "Weather in a city", "strict": True,
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
                           "additionalProperties": False}}
@@ -26,12 +30,22 @@ class City(BaseModel):
     population: int
 
 
+@contextmanager
+def gateway_to(fake: FakeProvider, kind: str) -> Iterator[str]:
+    """A gateway whose model `llama` is served by `fake` as a provider of `kind`; its base URL."""
+    config = {"providers": {kind: {"kind": kind, "base_url": fake.base_url, "api_key": fake.api_key}},
+              "models": {"llama": {"routes": [{"provider": kind, "model": UPSTREAMS[kind], "context_window": 8192,
+                                               "price": {"input_per_mtok": 1, "output_per_mtok": 2}}]}},
+              "teams": {"team": {"keys": [KEY]}}, "routing": {"models_poll_s": 0}}
+    with GatewayProcess(config) as gw:
+        yield gw.base_url
+
+
 @pytest.fixture(params=sorted(UPSTREAMS))
 def served(request: pytest.FixtureRequest) -> Iterator[tuple[openai.OpenAI, FakeProvider]]:
-    """An SDK client whose requests are translated to a fake `deepinfra` or `novita` provider."""
-    with FakeProvider(request.param, completion_tokens=6) as fake, TranslatingServer(
-            fake, UPSTREAMS[request.param]) as base_url:
-        yield openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0), fake
+    """An SDK client whose requests the gateway translates to a fake `deepinfra` or `novita` provider."""
+    with FakeProvider(request.param, completion_tokens=6) as fake, gateway_to(fake, request.param) as base_url:
+        yield openai.OpenAI(base_url=base_url, api_key=KEY, max_retries=0), fake
 
 
 def test_create_answers_text_with_usage(served: tuple[openai.OpenAI, FakeProvider]) -> None:
@@ -80,8 +94,8 @@ def test_a_tool_result_sent_back_as_items_reaches_the_provider_as_chat_history(
 
 
 def test_parse_gives_the_structured_answer_whole_and_streamed() -> None:
-    with FakeProvider("novita") as fake, TranslatingServer(fake, UPSTREAMS["novita"]) as base_url:
-        client = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0)
+    with FakeProvider("novita") as fake, gateway_to(fake, "novita") as base_url:
+        client = openai.OpenAI(base_url=base_url, api_key=KEY, max_retries=0)
         whole = client.responses.parse(model="llama", input="A city?", text_format=City)
         with client.responses.stream(model="llama", input="A city?", text_format=City) as stream:
             streamed = stream.get_final_response()

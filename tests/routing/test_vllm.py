@@ -17,7 +17,7 @@ import pytest
 
 from gateway.call import read_call
 from tests.fakes import FakeProvider
-from tests.routing.support import gateway, posts, price, provider_entry, route_doc
+from tests.routing.support import ADMIN_KEY, gateway, posts, price, provider_entry, route_doc
 from tests.routing.vllm_servers import VllmServer, VllmServers
 from tests.waiting import wait_until
 
@@ -321,3 +321,30 @@ def test_a_streamed_tool_call_reassembles_into_one_call_with_arguments_that_matc
                                                                                       for d in deltas)
     assert isinstance(call.function.parsed_arguments, dict)  # the SDK parses a strict tool's arguments
     WeatherArguments.model_validate_json(call.function.arguments)
+
+
+def test_a_responses_call_passes_through_to_vllm_natively_and_its_usage_is_billed(
+        vllm_servers: VllmServers, paid: FakeProvider) -> None:
+    from openai.types.responses import Response, ResponseCompletedEvent
+
+    with pool_gateway(vllm_servers, paid) as gw:
+        raw = sdk(gw).responses.with_raw_response.create(model="tiny", input="Hello! How are you?",
+                                                         max_output_tokens=8)
+        assert raw.headers["x-gateway-provider"] == "pool"
+        whole = Response.model_validate(raw.http_response.json())  # vLLM's own object, unchanged
+        assert whole.usage is not None and whole.usage.output_tokens > 0
+        events = list(sdk(gw).responses.create(model="tiny", input="Hello! How are you?", max_output_tokens=8,
+                                               stream=True))
+        assert events[0].type == "response.created"
+        final = events[-1]
+        assert final.type in ("response.completed", "response.incomplete")
+        if final.type == "response.completed":
+            ResponseCompletedEvent.model_validate(final.model_dump())
+        assert final.response.usage is not None and final.response.usage.output_tokens > 0
+        answer = httpx.get(gw.url + "/admin/requests", params={"team": "default"},
+                           headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
+        made = [r for r in answer.json()["data"] if r["endpoint"] == "responses"]
+    assert posts(paid) == 0
+    billed = sorted((r["prompt_tokens"], r["completion_tokens"]) for r in made)
+    usage = sorted((u.input_tokens, u.output_tokens) for u in (whole.usage, final.response.usage))
+    assert billed == usage  # what vLLM counted, both times
