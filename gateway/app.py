@@ -51,7 +51,7 @@ class GatewayApp:
     """
 
     PROXIED = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings",
-               "/v1/responses": "responses"}
+               "/v1/responses": "responses", "/v1/rerank": "rerank"}
 
     def __init__(self, starlette: Starlette, gateway: Gateway) -> None:
         self.starlette = starlette

@@ -14,7 +14,10 @@ import orjson
 from gateway.config import PartTokens
 from gateway.errors import bad_request
 
-ENDPOINTS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+ENDPOINTS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings",
+             "rerank": "/rerank"}
+SCORING = frozenset({"embeddings", "rerank"})  # endpoints that read a prompt and generate nothing
+MAX_DOCUMENTS = 10_000  # a rerank request's documents; more is no search result page
 LEGACY_COMPLETIONS_MAX_TOKENS = 16
 MAX_OUTPUT_TOKENS = 1_000_000  # server.max_output_tokens's default
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -35,7 +38,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "max_tokens": (int,), "max_completion_tokens": (int,), "stream": (bool,), "user": (str,),
     "logit_bias": (dict,), "stream_options": (dict,), "tools": (list,), "response_format": (dict,),
     "best_of": (int,), "echo": (bool,), "suffix": (str,), "dimensions": (int,), "encoding_format": (str,),
-    "functions": (list,), "modalities": (list,), "top_logprobs": (int,),
+    "functions": (list,), "modalities": (list,), "top_logprobs": (int,), "query": (str,), "documents": (list,),
+    "top_n": (int,), "return_documents": (bool,),
 }
 
 
@@ -60,6 +64,11 @@ class Call:
     # ResponsesCall, what a native route is sent and what the answer is built and stored from. Not
     # typed here, as that package builds on this module.
     responses: Any = None
+
+    @property
+    def generates(self) -> bool:
+        """Whether the answer has output tokens (not embeddings, not rerank scores)."""
+        return self.endpoint not in SCORING
 
     @property
     def api(self) -> str:
@@ -99,6 +108,8 @@ def checked_call(body: dict[str, Any], endpoint: str, max_output_tokens: int = M
     media: dict[str, int] = {}
     prompt_bound = _PROMPT_READERS[endpoint](body, media)
     stream = bool(body.get("stream", False))
+    if stream and endpoint in SCORING:
+        raise bad_request(f"/{endpoint} does not stream; leave 'stream' out", param="stream", code="invalid_value")
     options = body.get("stream_options")
     if options is not None and not stream:
         raise bad_request("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
@@ -116,6 +127,8 @@ def checked_call(body: dict[str, Any], endpoint: str, max_output_tokens: int = M
     _check_stop(body.get("stop"))
     if endpoint == "embeddings":
         _check_embedding_options(body)
+    if endpoint == "rerank" and body.get("top_n") is not None and body["top_n"] < 1:
+        raise bad_request(f"top_n must be 1 or more, got {body['top_n']}", param="top_n", code="invalid_value")
     narrowing = body.get("gateway")
     if narrowing is not None and not isinstance(narrowing, dict):
         raise bad_request("'gateway' must be an object such as {\"providers\": [\"pool\"]}", param="gateway")
@@ -192,6 +205,27 @@ def _embeddings_input(body: dict[str, Any], media: dict[str, int]) -> int:
     if value is None or value == [] or value == "":
         raise bad_request("you must provide an input parameter", param="input", code="missing_required_parameter")
     return _input_bound(value, "input")
+
+
+def _rerank_pairs(body: dict[str, Any], media: dict[str, int]) -> int:
+    """A cross-encoder reads the query beside each document: the query's bytes once per document."""
+    query, documents = body.get("query"), body.get("documents")
+    if not isinstance(query, str) or not query:
+        raise bad_request("you must provide a query", param="query", code="missing_required_parameter")
+    if not isinstance(documents, list) or not documents:
+        raise bad_request("'documents' must be a non-empty array of strings", param="documents",
+                          code="missing_required_parameter" if documents is None else "invalid_type")
+    if len(documents) > MAX_DOCUMENTS:
+        raise bad_request(f"'documents' holds {len(documents)}; at most {MAX_DOCUMENTS}", param="documents",
+                          code="array_above_max_length")
+    total = 0
+    for i, document in enumerate(documents):
+        text = document.get("text") if isinstance(document, dict) else document
+        if not isinstance(text, str):
+            raise bad_request(f"documents[{i}] must be a string or {{\"text\": ...}}", param=f"documents[{i}]",
+                              code="invalid_type")
+        total += _text_bound(query) + _text_bound(text)
+    return total
 
 
 def _input_bound(value: Any, param: str) -> int:
@@ -285,5 +319,7 @@ def _embeddings_needs(body: dict[str, Any], media: dict[str, int], stream: bool,
 
 _MEDIA_FEATURES = {"image": "vision", "audio": "audio", "file": "files"}
 _GUIDED = ("structured_outputs", "guided_json", "guided_regex", "guided_choice", "guided_grammar")
-_NEEDS = {"chat": _chat_needs, "completions": _completions_needs, "embeddings": _embeddings_needs}
-_PROMPT_READERS = {"chat": _chat_prompt, "completions": _completions_prompt, "embeddings": _embeddings_input}
+_NEEDS = {"chat": _chat_needs, "completions": _completions_needs, "embeddings": _embeddings_needs,
+          "rerank": lambda *_: frozenset()}
+_PROMPT_READERS = {"chat": _chat_prompt, "completions": _completions_prompt, "embeddings": _embeddings_input,
+                   "rerank": _rerank_pairs}

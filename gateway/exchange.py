@@ -15,6 +15,7 @@ import logging
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+import orjson
 from starlette.types import Receive, Send
 
 from gateway.accounting.admission import Reservation
@@ -31,6 +32,7 @@ from gateway.store import StoreUnavailable
 from gateway.upstream.adapt import upstream_body
 from gateway.upstream.client import Opened, invalid_response
 from gateway.upstream.relay import SHUTDOWN, Relay
+from gateway.upstream.rerank import ranked
 from gateway.upstream.tap import StreamTap
 from gateway.upstream.vectors import encoded
 from providers.features import NATIVE_RESPONSES
@@ -119,7 +121,7 @@ class Exchange:
             self.attempts += 1
             self._attempt = attempt
             try:
-                opened = await gw.upstream.open(route.provider, attempt.endpoint.url + outgoing.path, outgoing.body,
+                opened = await gw.upstream.open(route.provider, outgoing.url(attempt.endpoint.url), outgoing.body,
                                                 stream=call.stream, request_id=self._headers["x-request-id"])
             except GatewayError as error:
                 attempt.failed(error)
@@ -153,33 +155,45 @@ class Exchange:
     async def _respond(self, attempt: Attempt) -> None:
         opened = self._opened
         assert opened is not None and opened.doc is not None and self._route is not None
-        self._usage = self._reported(opened.doc)
+        doc, failure = opened.doc, None
+        profile = self._route.provider.profile
+        if self._call.endpoint == "rerank" and profile.rerank_by_inference:
+            try:  # bare scores, as the Cohere/Jina answer (and its usage)
+                doc = ranked(doc, self._call, self._route.name, profile.cost_field)
+            except GatewayError as error:
+                failure = error
+        self._usage = self._reported(doc)
         self.status, self._upstream_ended = 200, opened.first_byte_at
         attempt.finished(200, opened.first_byte_at, self._usage.completion_tokens // self._call.n, stream=False)
         self._attempt = None
-        answer: bytes | None = opened.first
-        failure = None
-        if self._delivery is not None:
-            try:
-                answer = self._delivery.whole(opened.first, opened.doc)
-            except GatewayError as error:  # a chat answer with nothing to translate
-                failure = error
-            else:
-                await self._store_response()
-        elif self._call.wants_base64 and "embeddings.base64" not in self._route.features:
-            answer = encoded(opened.doc)
-            if answer is None:
-                failure = invalid_response(self._route.name, "embeddings that are not float vectors")
+        answer = opened.first if doc is opened.doc else orjson.dumps(doc)
+        if failure is None:
+            answer, failure = await self._final_answer(answer, doc)
+        self._responded = True
         if failure is not None:
             self.status, self._error_code = 502, error_code(failure)
-            self._responded = True
             await failure.send(self._send, self._headers)
             return
-        self._responded = True
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._headers.items()]
         await self._send({"type": "http.response.start", "status": 200,
                           "headers": [(b"content-type", b"application/json"), *headers]})
         await self._send({"type": "http.response.body", "body": answer})
+
+    async def _final_answer(self, answer: bytes, doc: dict) -> tuple[bytes, GatewayError | None]:
+        """The body the client gets for a whole answer, or why there is none (a 502)."""
+        assert self._route is not None
+        if self._delivery is not None:  # a Responses request: the upstream's object, or one from chat's
+            try:
+                answer = self._delivery.whole(answer, doc)
+            except GatewayError as error:
+                return answer, error
+            await self._store_response()
+        elif self._call.wants_base64 and "embeddings.base64" not in self._route.features:
+            vectors = encoded(doc)
+            if vectors is None:
+                return answer, invalid_response(self._route.name, "embeddings that are not float vectors")
+            answer = vectors
+        return answer, None
 
     async def _relay_stream(self, attempt: Attempt) -> None:
         assert self._route is not None and self._opened is not None

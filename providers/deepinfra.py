@@ -8,8 +8,12 @@ from providers.profile import ANY, Bounds, Profile
 PROFILE = Profile(
     kind="deepinfra",
     base_url="https://api.deepinfra.com/v1/openai",
+    endpoints=frozenset({"chat", "completions", "embeddings", "rerank"}),
+    rerank_by_inference=True,
     params={
         "temperature": Bounds(0, 2),
+        "top_n": Bounds(1),
+        "return_documents": ANY,
         "top_p": Bounds(0, 1, low_open=True),
         "top_k": Bounds(0, 999),
         "min_p": Bounds(0, 1),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES = "chat", "completions", "embeddings", "responses"
+CHAT, COMPLETIONS, EMBEDDINGS, RERANK, RESPONSES = "chat", "completions", "embeddings", "rerank", "responses"
 NATIVE_RESPONSES = "responses.native"  # the upstream serves /v1/responses itself
 
 # Each feature: the parameter a refusal names, and what it is, for people reading a 400.
@@ -40,6 +40,7 @@ FEATURES: Mapping[str, Mapping[str, tuple[str, str]]] = {
         "base64": ("encoding_format", "base64-encoded vectors"),
         "dimensions": ("dimensions", "shortened vectors (dimensions)"),
     },
+    RERANK: {},  # scores for a query's documents: nothing a route may lack but the endpoint itself
     RESPONSES: {
         # The upstream serves /v1/responses itself. Without it the gateway translates to chat,
         # which carries everything but what only OpenAI's side runs (gateway.responses.features).

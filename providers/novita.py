@@ -8,8 +8,11 @@ from providers.profile import ANY, OPENAI_SAMPLING, Bounds, Profile
 PROFILE = Profile(
     kind="novita",
     base_url="https://api.novita.ai/v3/openai",
+    endpoints=frozenset({"chat", "completions", "embeddings", "rerank"}),
     params={
         **OPENAI_SAMPLING,
+        "top_n": Bounds(1),
+        "return_documents": ANY,
         "repetition_penalty": Bounds(0, None, low_open=True),
         "top_k": Bounds(0),
         "min_p": Bounds(0, 1),

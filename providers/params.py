@@ -41,6 +41,8 @@ PARAMS: Mapping[str, frozenset[str]] = {
         "encoding_format", "dimensions", "user", "truncate_prompt_tokens", "add_special_tokens", "priority",
         "normalize", "embed_dtype", "request_id",
     }),
+    # The Cohere/Jina shape; `query` and `documents` are the request itself.
+    "rerank": frozenset({"top_n", "return_documents", "truncate_prompt_tokens", "priority", "request_id"}),
 }
 
 KNOWN: frozenset[str] = frozenset().union(*PARAMS.values())

@@ -58,6 +58,9 @@ class Profile:
     base_url: str
     params: Mapping[str, Bounds | None]
     endpoints: frozenset[str] = frozenset({"chat", "completions", "embeddings"})
+    # Rerank served at `/inference/{model}` beside the OpenAI base, as queries and documents in,
+    # bare scores out (DeepInfra); the gateway speaks the Cohere/Jina shape to the client.
+    rerank_by_inference: bool = False
     # Per endpoint, the features (providers.features) it honours; a deployment adds or removes some.
     features: Mapping[str, frozenset[str]] = field(default_factory=lambda: NONE)
     # Parameters the gateway does not know are sent on: the upstream is its API's authority.

@@ -10,8 +10,11 @@ from providers.profile import ANY, OPENAI_SAMPLING, Bounds, Profile
 PROFILE = Profile(
     kind="vllm",
     base_url="http://127.0.0.1:8000/v1",
+    endpoints=frozenset({"chat", "completions", "embeddings", "rerank"}),
     params={
         **OPENAI_SAMPLING,
+        "top_n": Bounds(1),
+        "return_documents": ANY,
         **dict.fromkeys(VLLM_SAMPLING, ANY),
         "max_completion_tokens": Bounds(1),
         "min_p": Bounds(0, 1),

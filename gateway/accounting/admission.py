@@ -63,7 +63,7 @@ class Admitter:
     async def admit(self, call: Call, routes: Iterable[Bounded], team: TeamConfig) -> Reservation:
         """Hold the request's worst case over the routes it may take; a 429 or 503 GatewayError when refused."""
         routes = list(routes)
-        if call.endpoint != "embeddings":
+        if call.generates:
             _apply_caps(call, team)
         tokens, cost = worst_case(call, routes)
         # With no client's limit, the output part of the tpm hold may shrink to what the minute has left.

@@ -39,9 +39,13 @@ def usage_from_doc(doc: Any, profile: Profile) -> Usage | None:
     if not isinstance(usage, dict):
         raise InvalidUsage(f"usage is a {type(usage).__name__}, not an object")
     cost = usage.get(profile.cost_field) if profile.cost_field else None
-    # The Responses API names them input and output tokens.
-    prompt, completion = ("input_tokens", "output_tokens") if "prompt_tokens" not in usage and "input_tokens" in usage \
-        else ("prompt_tokens", "completion_tokens")
+    # The Responses API names them input and output tokens; a reranker reads and generates nothing.
+    prompt, completion = "prompt_tokens", "completion_tokens"
+    if prompt not in usage:
+        if "input_tokens" in usage:
+            prompt, completion = "input_tokens", "output_tokens"
+        elif "total_tokens" in usage:
+            prompt = "total_tokens"
     return Usage(
         prompt_tokens=_count(usage, prompt, required=True),
         completion_tokens=_count(usage, completion, required=False),

@@ -62,7 +62,7 @@ def _position(qualified: str) -> tuple[int, int]:
 def _fitting(model: str, routes: list[Route], call: Call, windows: list[int | None]) -> list[Route]:
     """The routes whose context window the request can fit, by its prompt's estimate (bytes / 4)
     and its max_tokens; a 400 when none is left."""
-    output = 0 if call.endpoint == "embeddings" else call.max_tokens or 1
+    output = call.max_tokens or 1 if call.generates else 0
     prompt = -(-call.prompt_tokens_bound // BYTES_PER_TOKEN)
 
     def needs(route: Route) -> int:

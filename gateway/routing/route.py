@@ -188,7 +188,7 @@ class Route:
         prompt = self.prompt_bound(call)
         price = self.price
         in_nano, out_nano = (price.input_per_mtok_nano, price.output_per_mtok_nano) if price else (0, 0)
-        if call.endpoint == "embeddings":
+        if not call.generates:
             return prompt, token_cost(prompt, in_nano)
         window = self.window()
         limit = call.max_tokens if call.max_tokens is not None else (call.blind_max_tokens if window is None else None)

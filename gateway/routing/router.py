@@ -97,7 +97,7 @@ class Router:
         routes = eligible(model.name, self.routes[model.name], call, route_header)
         prompt = -(-call.prompt_tokens_bound // BYTES_PER_TOKEN)
         now = self._clock()
-        output = 0 if call.endpoint == "embeddings" else min(call.max_tokens or TYPICAL_OUTPUT_TOKENS,
+        output = 0 if not call.generates else min(call.max_tokens or TYPICAL_OUTPUT_TOKENS,
                                                                 TYPICAL_OUTPUT_TOKENS) * call.n
         ranked = self._rank(routes, self.strategies[model.name], prompt, output, now)
         if not ranked:

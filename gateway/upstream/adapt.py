@@ -18,6 +18,7 @@ import orjson
 from gateway.call import Call
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError, bad_request
+from gateway.upstream.rerank import inference_request
 from providers import Bounds
 from providers.features import NATIVE_RESPONSES
 from providers.params import KNOWN, OWNERS, PARAMS
@@ -27,6 +28,8 @@ from providers.profile import CORE_PARAMS
 GATEWAY_FIELDS = frozenset({"gateway"})
 _MAX_TOKENS = frozenset({"max_tokens", "max_completion_tokens"})
 _HANDLED = CORE_PARAMS | GATEWAY_FIELDS | _MAX_TOKENS
+# What the request itself is, per endpoint: sent as it came, to every provider.
+_CORE = {"chat": ("messages",), "completions": ("prompt",), "embeddings": ("input",), "rerank": ("query", "documents")}
 
 
 class Destination(Protocol):
@@ -44,6 +47,10 @@ class Outgoing:
     body: bytes
     dropped: tuple[str, ...]  # the client's parameters this provider is not sent
     path: str  # where under the route's base URL: the call's own, or /responses at a native route
+    beside: str = ""  # the end of the base URL the path replaces (DeepInfra's /inference is beside /openai)
+
+    def url(self, base: str) -> str:
+        return base.removesuffix(self.beside) + self.path
 
 
 def upstream_body(call: Call, route: Destination) -> Outgoing:
@@ -52,14 +59,18 @@ def upstream_body(call: Call, route: Destination) -> Outgoing:
         return _native_responses(call, route)
     provider = route.provider
     profile = provider.profile
+    if call.endpoint == "rerank" and profile.rerank_by_inference and call.endpoint in profile.endpoints:
+        body, path, beside = inference_request(call, route.upstream_model)
+        return Outgoing(orjson.dumps(body), (), path, beside)
     if call.endpoint not in profile.endpoints:
         raise GatewayError(400, f"provider '{provider.name}' does not serve /{call.endpoint}",
                            param="model", retryable=True)
     body: dict[str, Any] = {}
     dropped: list[str] = []
     endpoint_params, owners = PARAMS[call.endpoint], OWNERS[call.endpoint]
+    core = _CORE[call.endpoint]
     for name, value in call.body.items():
-        if name in _HANDLED:
+        if name in _HANDLED or name in core:
             continue
         target = profile.renames.get(name, name)
         if name in owners:
@@ -88,7 +99,7 @@ def upstream_body(call: Call, route: Destination) -> Outgoing:
     _check_stop(call.body.get("stop"), provider)
     if call.stream and call.n > 1 and not profile.streams_with_n:
         raise bad_request(f"provider '{provider.name}' cannot stream more than one choice", param="n")
-    for name in ("messages", "prompt", "input"):
+    for name in core:
         if name in call.body:
             body[name] = call.body[name]
     body["model"] = route.upstream_model

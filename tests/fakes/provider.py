@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import bodies
+from . import bodies, rerank
 from .engine import Engine
 from .errors import FakeError, canned_failure, fail
 from .job import Job, parse_job
@@ -164,6 +164,10 @@ class FakeProvider:
                                ("embeddings", "/embeddings")):
             app.router.add_post(prefix + path, self._handler(endpoint))
         app.router.add_get(prefix + "/models", self._list_models)
+        if self.kind in ("vllm", "novita"):
+            app.router.add_post(prefix + "/rerank", self._rerank)
+        if self.kind == "deepinfra":  # beside its OpenAI base (/v1/openai), as the real one
+            app.router.add_post("/v1/inference/{model:.+}", self._rerank)
         if self.kind == "vllm":
             app.router.add_get("/health", self._health)
             app.router.add_get("/metrics", self._metrics)
@@ -276,6 +280,20 @@ class FakeProvider:
             cost_usd_nano=self.prices.cost_nano(job.prompt_tokens, completion_tokens),
             disconnected=disconnected, model=job.model, stream=job.stream,
             endpoint=job.endpoint, ended_at=time.monotonic()))
+
+    async def _rerank(self, request: web.Request) -> web.Response:
+        try:
+            body = _parse_json(await request.read())
+            self.requests.append(_received(request, body))
+            await self._inject_faults()
+            self._authorize(request)
+            model = request.match_info.get("model") or (body.get("model") if isinstance(body, dict) else None)
+            self._check_model(model if isinstance(model, str) else "")
+            doc = (rerank.inference_answer(body, self.prices.in_per_mtok) if self.kind == "deepinfra"
+                   else rerank.cohere_answer(self.kind, body, self.error_shape))
+        except FakeError as error:
+            return error.response()
+        return web.Response(body=orjson.dumps(doc), content_type="application/json")
 
     async def _list_models(self, request: web.Request) -> web.Response:
         self.requests.append(_received(request, None))
