@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from tests.gateway_process import GatewayProcess
@@ -105,6 +106,17 @@ def test_the_readmes_python_snippet_runs_as_written(first_run: GatewayProcess) -
     assert printed[0].startswith("This is the mock provider answering: Hi")
     assert printed[1].startswith("This is the mock provider answering: Stream, please")
     assert printed[2] == "16"
+
+
+def test_the_readmes_curl_runs_as_written(first_run: GatewayProcess) -> None:
+    section = (ROOT / "README.md").read_text().split("### The first ten minutes", 1)[1]
+    command = re.search(r"```sh\n(curl .*?)```", section, re.DOTALL)
+    assert command and "sk-gw-demo" in command.group(1)
+    run = subprocess.run(["bash", "-c", command.group(1).replace("127.0.0.1:8080", f"127.0.0.1:{first_run.port}")],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+    answer = orjson.loads(run.stdout)
+    assert answer["object"] == "chat.completion" and answer["choices"][0]["message"]["content"]
 
 
 def test_the_log_says_the_demo_team_takes_loopback_keys_and_never_shows_one(first_run: GatewayProcess,
