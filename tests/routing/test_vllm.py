@@ -348,3 +348,32 @@ def test_a_responses_call_passes_through_to_vllm_natively_and_its_usage_is_bille
     billed = sorted((r["prompt_tokens"], r["completion_tokens"]) for r in made)
     usage = sorted((u.input_tokens, u.output_tokens) for u in (whole.usage, final.response.usage))
     assert billed == usage  # what vLLM counted, both times
+
+
+def test_an_agent_runs_unchanged_on_vllm_through_the_native_responses_api(vllm_tool_server: VllmServer) -> None:
+    """The Agents SDK with only a base URL and a key: its tool called through vLLM's own Responses API."""
+    from agents import Agent, ModelSettings, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+
+    set_tracing_disabled(True)  # an agent's traces go to OpenAI with the client's key unless turned off
+    asked: list[str] = []
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        asked.append(city)
+        return f"18C and sunny in {city}"
+
+    with tool_gateway(vllm_tool_server) as gw:
+        client = openai.AsyncOpenAI(base_url=gw.base_url, api_key="open", max_retries=0, timeout=120)
+        agent = Agent(name="forecaster", instructions="Use the weather tool.", tools=[get_weather],
+                      model=OpenAIResponsesModel(model="tiny", openai_client=client),
+                      model_settings=ModelSettings(tool_choice="get_weather", max_tokens=ROOM),
+                      tool_use_behavior="stop_on_first_tool")  # a forced call each turn would never end
+        result = asyncio.run(Runner.run(agent, "What is the weather like in Paris?"))
+        answer = httpx.get(gw.url + "/admin/requests", params={"team": "default"},
+                           headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
+    assert len(asked) == 1 and result.final_output == f"18C and sunny in {asked[0]}"
+    [record] = [r for r in answer.json()["data"] if r["endpoint"] == "responses"]
+    assert record["provider"] == "tools" and record["status"] == 200
+    usage = result.raw_responses[0].usage
+    assert (record["prompt_tokens"], record["completion_tokens"]) == (usage.input_tokens, usage.output_tokens)
