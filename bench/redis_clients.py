@@ -1,6 +1,6 @@
 """What each Redis client costs the gateway per admission and settlement, against today's.
 
-    python -m bench.redis_clients [--scale 1.0] [--concurrency 1 32 256] [--rounds 3] [--only WORD...] [--tls] [--replica]
+    python -m bench.redis_clients [--scale 1.0] [--concurrency 1 32 256] [--rounds 3] [--only WORD...] [--tls] [--replica] [--cluster]
 
 The store pipelines its hot-path calls on redis-py's own connections (gateway/store/batch.py)
 for one reason: the admissions and settlements issued in one event-loop turn leave in one
@@ -115,6 +115,48 @@ async def _link_status(port: int) -> str:
         return str((await client.info("replication")).get("master_link_status", ""))
     finally:
         await client.aclose()
+
+
+@contextlib.contextmanager
+def redis_cluster(directory: Path, primaries: int = 3) -> Iterator[str]:
+    """Throwaway cluster-mode servers joined by `redis-cli --cluster create` (primaries only), as a
+    redis+cluster:// URL; the bench's eight teams spread over their slots."""
+    ports = [_free_port() for _ in range(primaries)]
+    processes = []
+    try:
+        for port in ports:
+            (directory / str(port)).mkdir()
+            processes.append(subprocess.Popen(
+                ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                 "--dir", str(directory / str(port)), "--cluster-enabled", "yes", "--cluster-config-file",
+                 "nodes.conf"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for port, process in zip(ports, processes, strict=True):
+            _wait_listening(port, process)
+        subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), "--cluster-yes"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        deadline = time.monotonic() + 20
+        while not all(_cluster_ok(port) for port in ports):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not come up within 20 s")
+            time.sleep(0.1)
+        yield "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in ports)
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
+
+
+def _cluster_ok(port: int) -> bool:
+    info = subprocess.run(["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True, text=True,
+                          check=False).stdout
+    return "cluster_state:ok" in info
+
+
+def _node_urls(url: str) -> list[str]:
+    """Each server behind the bench's URL, as a plain URL an admin client can reach."""
+    if not url.startswith("redis+cluster://"):
+        return [url]
+    return [f"redis://{node}/0" for node in url.removeprefix("redis+cluster://").split(",")]
 
 
 @contextlib.contextmanager
@@ -350,9 +392,10 @@ async def _warm_up(store: RedisStore, concurrency: int, pairs: int) -> None:
 
 async def measure(opener: Opener, url: str, concurrency: int, pairs: int) -> Cell:
     """CPU and wall time of `pairs` pairs from `concurrency` callers, after a warm-up left unmeasured."""
-    admin = _redis_py(url)
+    admins = [_redis_py(node) for node in _node_urls(url)]
     try:
-        await admin.flushall()  # every cell starts from the same keys
+        for admin in admins:
+            await admin.flushall()  # every cell starts from the same keys
         async with opener(url) as run:
             if run is None or isinstance(run, int):  # the shipped store; an int: its settle_replicas
                 store = RedisStore(url, TIMEOUT_S, max_connections=POOL, replicas=run or 0)
@@ -360,22 +403,23 @@ async def measure(opener: Opener, url: str, concurrency: int, pairs: int) -> Cel
                 store = _BenchStore(url, run)
             try:
                 await _warm_up(store, concurrency, pairs // 10)
-                reads = await _server_reads(admin)
+                reads = await _server_reads(admins)
                 wall, cpu = time.perf_counter(), time.process_time()
                 await _callers(store, concurrency, pairs)
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-                reads = await _server_reads(admin) - reads
+                reads = await _server_reads(admins) - reads
             finally:
                 await store.close()
     finally:
-        await admin.aclose()
+        for admin in admins:
+            await admin.aclose()
     done = pairs // concurrency * concurrency
     return Cell(cpu_us=cpu / done * 1e6, rate=done / wall, reads=reads / done)
 
 
-async def _server_reads(admin: Redis) -> int:
+async def _server_reads(admins: list[Redis]) -> int:
     """The server's reads of client sockets: two a pair when nothing is batched, fewer when calls share writes."""
-    return int((await admin.info("stats"))["total_reads_processed"])
+    return sum([int((await admin.info("stats"))["total_reads_processed"]) for admin in admins])
 
 
 async def _store_overhead(pairs: int) -> float:
@@ -465,16 +509,19 @@ async def _main(args: argparse.Namespace) -> None:
                if n == 0 or not args.only or any(word in name for word in args.only)}
     if args.replica:
         clients = REPLICA_CLIENTS
+    if args.cluster:  # the other clients here speak to one server
+        clients = {name: opener for n, (name, opener) in enumerate(clients.items()) if n == 0}
     if args.tls:  # today's store is this very path over TLS; opening its 256 connections takes ~10 s a cell
         clients.pop("redis-py + hiredis, per call", None)
     print(_versions())
     print(f"RedisStore's own Python per pair, Redis answering instantly: {await _store_overhead(20_000):.0f} µs\n")
     pairs = ", ".join(f"{int(PAIRS.get(n, 5_000) * args.scale):,} at {n}" for n in args.concurrency)
     print(f"pairs measured per cell: {pairs}; {args.rounds} rounds, median kept\n")
-    with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp, redis_server(Path(tmp), args.tls) as url:
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp, (
+            redis_cluster(Path(tmp)) if args.cluster else redis_server(Path(tmp), args.tls)) as url:
         async with replicated(Path(tmp), url) if args.replica else contextlib.nullcontext():
             results = await run_all(url, clients, args.concurrency, args.scale, args.rounds)
-    what = "TLS (rediss://)" if args.tls else "plain TCP"
+    what = "a Redis Cluster of three primaries" if args.cluster else "TLS (rediss://)" if args.tls else "plain TCP"
     what += ", a primary with one replica" if args.replica else ""
     print(f"### {what}\n\n{table(results, args.concurrency)}\n", flush=True)
 
@@ -486,6 +533,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every cell; the median is kept")
     parser.add_argument("--only", nargs="+", help="only the clients whose name contains one of these words")
     parser.add_argument("--tls", action="store_true", help="over TLS (rediss://, a throwaway CA) instead of plain TCP")
+    parser.add_argument("--cluster", action="store_true",
+                        help="against a Redis Cluster of three primaries (the shipped store only)")
     parser.add_argument("--replica", action="store_true",
                         help="the shipped store against a primary with a replica, with and without settle_replicas")
     started = time.monotonic()
