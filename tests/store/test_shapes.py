@@ -250,6 +250,35 @@ async def test_teams_spread_over_the_cluster_and_reports_read_every_node(cluster
         await store.close()
 
 
+def test_a_gateway_on_a_cluster_serves_teams_on_every_node_and_its_admin_api_reads_them_all(
+        cluster_redis: Any) -> None:
+    teams = {f"team-{n}": f"sk-shape-{n}" for n in range(6)}
+    assert len({cluster_redis.primary_of(f"gw:{{{team}}}:held") for team in teams}) == 3
+    admin = {"authorization": "Bearer admin-shape"}
+    with FakeProvider("openai", models=["gpt-4o-mini"]) as fake:
+        config = {"server": {"admin_key": "admin-shape", "workers": 2}, "store": {"url": cluster_redis.url},
+                  "providers": {"openai": {"kind": "openai", "base_url": fake.base_url, "api_key": fake.api_key}},
+                  "models": {"m": {"routes": [{"provider": "openai", "model": "gpt-4o-mini",
+                                               "price": {"input_per_mtok": 1, "output_per_mtok": 1}}]}},
+                  "teams": {team: {"keys": [key]} for team, key in teams.items()}}
+        with GatewayProcess(config, workers=2) as gw:
+            ids = {}
+            for team, key in teams.items():
+                answer = httpx.post(gw.base_url + "/chat/completions", timeout=10,
+                                    headers={"authorization": f"Bearer {key}"},
+                                    json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+                assert answer.status_code == 200, answer.text
+                ids[team] = answer.headers["x-request-id"]
+            usage = {team: httpx.get(gw.url + "/admin/usage", params={"team": team}, headers=admin, timeout=10)
+                     for team in teams}
+            # Found by id alone: the lookup reads every team's records, wherever its slot lives.
+            found = {team: httpx.get(f"{gw.url}/admin/requests/{request_id}", headers=admin, timeout=10)
+                     for team, request_id in ids.items()}
+    for team in teams:
+        assert usage[team].status_code == 200 and usage[team].json()["totals"]["requests"] == 1
+        assert found[team].status_code == 200 and found[team].json()["team"] == team
+
+
 async def test_a_cluster_primary_killed_mid_run_is_replaced_by_its_replica(cluster_redis: Any) -> None:
     load, recorded = await across(RedisStore(cluster_redis.url, timeout_s=1.0), TEAMS[:6],
                                   lambda: cluster_redis.kill_primary_of("gw:{team-0}:held"))
