@@ -40,7 +40,8 @@ async def proxy(gw: Gateway, endpoint: str, scope: Scope, receive: Receive, send
         config, router = gw.config, gw.router
         raw = await read_body(receive, headers.get("content-length"), config.server)
         if endpoint == "responses":
-            call = await read_responses_call(raw, gw.store, identity.team.name, config.server.max_output_tokens)
+            call = await read_responses_call(raw, gw.store, identity.team.name, config.server.max_output_tokens,
+                                             config.server.max_body_bytes)
         else:
             call = read_call(raw, endpoint, config.server.max_output_tokens)
         model = find_model(config, call.model, identity.team)

@@ -25,6 +25,7 @@ from gateway.store import Store, StoreUnavailable
 from providers.features import NATIVE_RESPONSES as NATIVE
 
 _GATEWAY_ONLY = ("previous_response_id", "gateway")  # read here, never sent upstream
+CONVERSATION_BODIES = 4  # a continued conversation is at most this many times server.max_body_bytes
 
 
 def read_responses(raw: bytes) -> tuple[dict[str, Any], ResponsesRequest]:
@@ -35,17 +36,30 @@ def read_responses(raw: bytes) -> tuple[dict[str, Any], ResponsesRequest]:
     return body, checked_request(body)
 
 
-async def read_responses_call(raw: bytes, store: Store, team: str, max_output_tokens: int) -> Call:
-    """The call for a Responses body, with the stored response it continues read from the store."""
+async def read_responses_call(raw: bytes, store: Store, team: str, max_output_tokens: int,
+                              max_body_bytes: int) -> Call:
+    """The call for a Responses body, with the stored response it continues read from the store.
+
+    A continued conversation is sent whole every time, and stored whole again: it may grow to
+    CONVERSATION_BODIES request bodies, so that neither an upstream request nor what the store
+    keeps of one grows without end.
+    """
     body, request = read_responses(raw)
     previous = None
     if request.previous_response_id is not None:
         try:
-            previous = from_bytes(await store.get_response(team, request.previous_response_id))
+            record = await store.get_response(team, request.previous_response_id)
         except StoreUnavailable:
             raise GatewayError(503, "The gateway cannot read the previous response right now; retry shortly.",
                                type="service_unavailable", code="store_unavailable",
                                headers={"retry-after": "1"}) from None
+        limit = CONVERSATION_BODIES * max_body_bytes
+        if record is not None and len(record) + len(raw) > limit:
+            raise bad_request(f"The conversation of '{request.previous_response_id[:100]}' is {len(record)} bytes; "
+                              f"continued, it would pass this gateway's limit of {limit} bytes. Start a new one "
+                              "with the input it needs.", param="previous_response_id",
+                              code="conversation_too_long")
+        previous = from_bytes(record)
     return responses_call(body, request, previous, team, max_output_tokens)
 
 

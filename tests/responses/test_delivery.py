@@ -129,3 +129,20 @@ def test_a_built_in_tool_on_a_model_without_a_native_route_is_a_400_naming_it(ga
     with pytest.raises(openai.BadRequestError) as caught:
         client(gateway).responses.create(model="llama", input="News?", tools=[{"type": "web_search"}])
     assert caught.value.param == "tools[0].type"
+
+
+def test_a_conversation_cannot_grow_past_four_request_bodies(fake: FakeProvider) -> None:
+    config = {"server": {"max_body_bytes": 16384}, "routing": {"models_poll_s": 0},
+              "providers": {"novita": {"kind": "novita", "base_url": fake.base_url, "api_key": fake.api_key}},
+              "models": {"llama": {"routes": [{"provider": "novita", "model": "meta-llama/llama-3.1-8b-instruct",
+                                               "price": PRICE}]}},
+              "teams": {"a": {"keys": [KEY]}}}
+    with GatewayProcess(config) as gw:
+        previous, turns = None, 0
+        with pytest.raises(openai.BadRequestError) as caught:
+            while turns < 10:  # 12 KB a turn: the fifth can no longer be continued
+                previous = client(gw).responses.create(model="llama", input="x " * 6000,
+                                                       previous_response_id=previous).id
+                turns += 1
+    assert caught.value.code == "conversation_too_long" and caught.value.param == "previous_response_id"
+    assert 3 <= turns <= 5
