@@ -206,3 +206,39 @@ def test_a_client_gone_while_its_answer_is_awaited_holds_nothing_afterwards(gate
     record = check.record(request_id)  # the upstream's first-byte timeout ends it: unbilled
     assert (record.status, record.cost_nano) == (504, 0)
     check.hold()
+
+
+# --- the same faults under a Responses request, translated to chat and back ------------------------
+
+def ask_responses(gw: GatewayProcess, model: str, stream: bool) -> tuple[httpx.Response, bytes, str]:
+    request_id = uuid.uuid4().hex
+    body = {"model": model, "input": "hi", "max_output_tokens": 64, "stream": stream}
+    headers = {"authorization": f"Bearer {KEY}", "x-request-id": request_id}
+    with httpx.stream("POST", gw.base_url + "/responses", json=body, headers=headers, timeout=30) as response:
+        return response, response.read(), request_id
+
+
+@pytest.mark.parametrize(("model", "status"), [("stall", 504), ("reset", 502), ("huge-event", 502)])
+def test_a_translated_responses_stream_that_breaks_ends_with_response_failed_and_bills_what_passed(
+        gateway, check, model: str, status: int) -> None:
+    response, body, request_id = ask_responses(gateway, model, stream=True)
+    assert response.status_code == 200 and len(body) < 2 << 20
+    final = last_event(body)
+    assert final["type"] == "response.failed" and final["response"]["status"] == "failed"
+    record = check.record(request_id)
+    assert record.status == status and record.endpoint == "responses"
+    assert len([r for r in check.record_list() if r.request_id == request_id]) == 1
+    check.hold()
+
+
+@pytest.mark.parametrize("model", ["html", "truncated", "usage-strings"])
+def test_a_translated_responses_answer_from_garbage_is_an_error_or_billed_from_the_gateways_count(
+        gateway, check, model: str) -> None:
+    response, body, request_id = ask_responses(gateway, model, stream=False)
+    record = check.record(request_id)
+    if response.status_code == 200:  # usage that cannot be billed: the answer stands, the gateway counts
+        assert orjson.loads(body)["object"] == "response" and record.usage_estimated == "invalid"
+        assert record.cost_nano > 0
+    else:
+        assert response.status_code == 502 and record.cost_nano == 0
+    check.hold()
