@@ -87,9 +87,7 @@ def serve_command(args: Any) -> int:
     from gateway.observability.logs import logging_config
     from gateway.server import raise_open_files_limit
 
-    config = load_config(args.config)
-    for warning in config.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    config = load_config(args.config)  # its warnings are logged by the workers, once each
     workers = args.workers or config.server.workers
     if workers > 1 and config.store.url.startswith("memory://"):
         raise ConfigError("server.workers", "several workers need a shared store; set store.url to redis://...")
