@@ -139,11 +139,21 @@ def create_app(config: Config, gateway: Gateway | None = None, *, path: str | No
 class ReloadOnHangup:
     """SIGHUP reloads the config, as `POST /admin/reload` does (a worker's supervisor forwards it)."""
 
+    early = False  # a SIGHUP that came while the app was starting: reloaded once it has
+
+    @classmethod
+    def defer_until_started(cls) -> None:
+        """Until the app has started, a SIGHUP is remembered, not the end of the process (its default)."""
+        signal.signal(signal.SIGHUP, lambda signum, frame: setattr(cls, "early", True))
+
     def __init__(self, gw: Gateway) -> None:
         self._gw = gw
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
         self._loop.add_signal_handler(signal.SIGHUP, self._hangup)
+        if ReloadOnHangup.early:
+            ReloadOnHangup.early = False
+            self._hangup()
 
     def close(self) -> None:
         self._loop.remove_signal_handler(signal.SIGHUP)
@@ -165,6 +175,7 @@ class ReloadOnHangup:
 
 def app_from_env() -> GatewayApp:
     """Factory for uvicorn workers: each loads the config file named in $GATEWAY_CONFIG."""
+    ReloadOnHangup.defer_until_started()
     path = os.environ[CONFIG_ENV]
     text = read_config_text(path)
     config = load_config_text(text, path)

@@ -23,12 +23,19 @@ STARTUP_FAILURE = 3  # as uvicorn exits when its server did not start
 
 class Supervisor(Multiprocess):
     def handle_hup(self) -> None:
-        for process in self.processes:
-            if process.pid is not None and process.process.is_alive():
-                log.info("SIGHUP: worker %d reloads the config; the others follow it", process.pid)
-                os.kill(process.pid, signal.SIGHUP)
-                return
-        log.warning("SIGHUP: no live worker to reload the config")
+        live = [p for p in self.processes if p.pid is not None and p.process.is_alive()]
+        # A started worker, if one answers: one still starting remembers the signal until it can reload.
+        chosen = next((p for p in live if _started(p)), live[0] if live else None)
+        if chosen is None:
+            log.warning("SIGHUP: no live worker to reload the config")
+            return
+        log.info("SIGHUP: worker %d reloads the config; the others follow it", chosen.pid)
+        os.kill(chosen.pid, signal.SIGHUP)
+
+
+def _started(process: object) -> bool:
+    is_ready = getattr(process, "is_ready", None)  # uvicorn 0.30 has no readiness ping: take it as started
+    return True if is_ready is None else bool(is_ready(timeout=1))
 
 
 def run(config: Config) -> int:

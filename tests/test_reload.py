@@ -220,7 +220,7 @@ def test_sighup_reloads_the_config_without_restarting_a_worker_or_cutting_a_stre
         gw.config_path.write_text(yaml.safe_dump({**config(fake, redis_process.url, NEW),
                                                   "server": gw.config["server"]}))
         os.kill(gw.pid, signal.SIGHUP)  # to the supervisor (or the one process), as `kill -HUP` does
-        wait_until(lambda: served_versions(gw) == [1.0] * workers, 5, "every worker on version 1")
+        wait_until(lambda: served_versions(gw) == [1.0] * workers, 15, "every worker on version 1")
         for stream in streams:
             stream.join(30)
         assert (worker_pids(gw) if workers > 1 else {gw.pid}) == pids
