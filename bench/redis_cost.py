@@ -2,8 +2,9 @@
 
 Redis shares the cores with the gateway, so its CPU per request is part of the gateway's
 cost. `used_cpu_sys + used_cpu_user` is the whole server process (its main thread and
-background threads); commandstats says which calls it went to (time inside each command,
-not the reading and writing around it).
+background threads); commandstats says which calls it went to. A command a script runs
+is counted on its own line too, and its time is also inside the script's: the calls the
+gateway sent are the scripts' (EVALSHA), the rest ran inside them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import redis
+
+_SCRIPTS = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +28,9 @@ class RedisCost:
 
     requests: int
     cpu_us_per_request: float
-    calls_per_request: float
-    command_us_per_request: float  # time inside commands: the rest of cpu is I/O and the event loop
+    calls_per_request: float  # sent by the gateway: scripts, and any plain command
+    command_calls_per_request: float  # every command run, those inside scripts included
+    script_us_per_request: float  # time inside scripts, the commands they run included
     by_command: dict[str, list[float]] = field(default_factory=dict)  # command -> [calls, us] per request
 
 
@@ -48,6 +52,10 @@ def cost(before: Snapshot, after: Snapshot, requests: int) -> RedisCost:
         was_calls, was_usec = before.commands.get(name, (0, 0))
         if calls - was_calls > 0 and name != "info":
             by_command[name] = [(calls - was_calls) / n, (usec - was_usec) / n]
+    scripts = [v for name, v in by_command.items() if name in _SCRIPTS]
+    script_calls = sum(c for c, _ in scripts)
+    inner = sum(c for name, (c, _) in by_command.items() if name not in _SCRIPTS)
     return RedisCost(requests=requests, cpu_us_per_request=(after.cpu_s - before.cpu_s) / n * 1e6,
-                     calls_per_request=sum(c for c, _ in by_command.values()),
-                     command_us_per_request=sum(u for _, u in by_command.values()), by_command=by_command)
+                     calls_per_request=script_calls if scripts else inner,
+                     command_calls_per_request=script_calls + inner,
+                     script_us_per_request=sum(u for _, u in scripts), by_command=by_command)

@@ -244,13 +244,16 @@ def _redis_table(results: dict) -> str:
             f"{c} {median([r['by_command'].get(c, [0, 0])[0] for r in repeats]):.2f} calls "
             f"{median([r['by_command'].get(c, [0, 0])[1] for r in repeats]):.1f} us" for c in commands)
         rows.append([phase, spread([r["cpu_us_per_request"] for r in repeats], ".1f"),
-                     spread([r["command_us_per_request"] for r in repeats], ".1f"),
-                     spread([r["calls_per_request"] for r in repeats], ".2f"), detail])
+                     spread([r["script_us_per_request"] for r in repeats], ".1f"),
+                     spread([r["calls_per_request"] for r in repeats], ".2f"),
+                     spread([r["command_calls_per_request"] for r in repeats], ".1f"), detail])
     if not rows:
         return ""
     return ("**Redis per gateway request** (`INFO cpu` and `INFO commandstats` before and after each saturation "
-            "repeat, over the requests wrk counted; \"in commands\" is time inside them, the rest is I/O)\n\n"
-            + _table(["phase", "Redis CPU us", "in commands us", "calls", "by command (calls, us)"], rows))
+            "repeat, over the requests wrk counted; calls sent = scripts the gateway ran; commands = those "
+            "plus every command run inside them)\n\n"
+            + _table(["phase", "Redis CPU us", "in scripts us", "calls sent", "commands", "by command (calls, us)"],
+                     rows))
 
 
 def targets(results: dict) -> list[tuple[str, str, bool | None]]:
