@@ -35,7 +35,7 @@ class ValueBuffer:
         class BufferedValue:
             """One series' value: the file's, plus what was added since the last flush."""
 
-            __slots__ = ("_file_value", "_pending", "_marked")
+            __slots__ = ("_file_value", "_marked", "_pending")
             _multiprocess = True
 
             def __init__(self, typ: str, *args: Any, **kwargs: Any) -> None:
