@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import payloads, stack
+from bench import payloads, redis_cost, stack
 from bench.fixed_rate import run_hey
 from bench.processes import Service, raise_open_files_limit
 from bench.report import median
@@ -30,6 +30,7 @@ class Side:
     p50_ms: list[float] = field(default_factory=list)
     p99_ms: list[float] = field(default_factory=list)
     fixed_cpu_us: list[float] = field(default_factory=list)  # at the fixed rate: no queueing to flatter it
+    redis_us: list[float] = field(default_factory=list)  # Redis's CPU per request at saturation
     errors: int = 0
 
 
@@ -61,8 +62,11 @@ def compare(directory: Path, a: Path, b: Path, *, workers: int, rounds: int, sec
                 url = side.gateway.url + "/v1/chat/completions"
                 pids = side.gateway.worker_pids()
                 before = sum(cpu_seconds(p) or 0 for p in pids)
+                redis_before = redis_cost.snapshot(redis.port)
                 sat = run_wrk(url, script, connections=connections, seconds=seconds)
                 cpu = sum(cpu_seconds(p) or 0 for p in pids) - before
+                side.redis_us.append(redis_cost.cost(redis_before, redis_cost.snapshot(redis.port),
+                                                     sat.requests).cpu_us_per_request)
                 side.rps.append(sat.rps)
                 side.cpu_us.append(cpu / max(sat.requests, 1) * 1e6)
                 side.errors += sat.errors
@@ -92,13 +96,14 @@ def render(sides: list[Side], direct_p50: list[float], *, rounds: int, seconds: 
     rows = [
         ("requests/s (wrk saturation)", a.rps, b.rps, ",.0f"),
         ("worker CPU per request at saturation (us)", a.cpu_us, b.cpu_us, ",.0f"),
+        ("Redis CPU per request at saturation (us)", a.redis_us, b.redis_us, ",.1f"),
         (f"worker CPU per request at {rate:g} req/s (us)", a.fixed_cpu_us, b.fixed_cpu_us, ",.0f"),
         (f"p50 at {rate:g} req/s paced (ms)", a.p50_ms, b.p50_ms, ".2f"),
         (f"p99 at {rate:g} req/s paced (ms)", a.p99_ms, b.p99_ms, ".2f"),
     ]
-    lines = [f"A: {a.source}\nB: {b.source}\n{workers} workers, {rounds} alternating rounds of {seconds:g} s "
+    lines = [(f"A: {a.source}\nB: {b.source}\n{workers} workers, {rounds} alternating rounds of {seconds:g} s "
              f"(wrk {connections} connections, then hey paced at {rate:g} req/s); medians [min–max]. "
-             f"Direct p50 at that rate: {median(direct_p50):.2f} ms. Errors: A {a.errors}, B {b.errors}.", "",
+             f"Direct p50 at that rate: {median(direct_p50):.2f} ms. Errors: A {a.errors}, B {b.errors}."), "",
              "| figure | A | B | B against A |", "| --- | --- | --- | --- |"]
     for label, x, y, fmt in rows:
         lines.append(f"| {label} | {_spread(x, fmt)} | {_spread(y, fmt)} | {change(x, y)} |")

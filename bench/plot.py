@@ -7,8 +7,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # no display: write files only
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+from bench.report import median, vs_bare
 
 _PERCENTILES = (("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"))
 
@@ -16,7 +18,8 @@ _PERCENTILES = (("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"))
 def plot(results: dict, path: Path) -> Path:
     """Write the sweep of every measured path into one figure at `path`."""
     sweep = results["sweep"]
-    names = [n for n in ("direct", "gateway", "litellm") if sweep.get(n)]
+    names = [n for n in ("direct", "bare", "gateway", "litellm") if sweep.get(n)]
+    ratios = vs_bare(results)
     # One y scale for every panel, so that paths compare at a glance.
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False, sharey=True)
     s = results["settings"]
@@ -25,7 +28,10 @@ def plot(results: dict, path: Path) -> Path:
         offered = [r["offered_rps"] for r in runs]
         for field, label in _PERCENTILES:
             ax.plot(offered, [r[field] for r in runs], marker="o", label=label)
-        ax.set_title(f"{name}" + ("" if name == "direct" else f" ({s['workers']} workers)"))
+        title = name if name == "direct" else f"{name} ({s['workers']} workers)"
+        if name == "gateway" and ratios:
+            title += f"\n{median(ratios):.0%} of bare's saturation throughput"
+        ax.set_title(title)
         ax.set_xlabel("offered load (requests/s)")
         ax.set_ylabel("latency (ms)")
         ax.set_yscale("log")

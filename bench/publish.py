@@ -36,18 +36,25 @@ LiteLLM's proxy (`litellm[proxy]==1.106.2`) in its own virtual environment under
 `~/.cache/llm-gateway-bench/`. Every server runs on loopback on free ports: {upstream} answering
 every chat completion with the same JSON; `bench/upstream.py` (raw asyncio on uvloop) for SSE
 streams; a private `redis-server` (no persistence); the gateway (`gateway serve --workers
-{workers}`){litellm}. Each run writes `bench/results/<run>/{{results.json,report.md,latency.png}}` and
+{workers}`); the bare proxy (`bench/bare.py`: Starlette and one aiohttp session on uvicorn with
+uvloop and httptools, {workers} workers, the same keep-alive, reading the body, posting it to the
+same upstream and returning the answer, with no feature at all){litellm}. Each run writes `bench/results/<run>/{{results.json,report.md,latency.png}}` and
 the logs of every server; `python -m bench report results.json` prints the tables again.
 
 How each figure is taken:
 - **Saturation**: `wrk -t1 -c{connections}` for {saturation_s:g} s, closed loop, non-streaming,
-  {repeat} repeats (median [min–max]). wrk's own CPU is in the table.
+  {repeat} repeats (median [min–max]). wrk's own CPU is in the table. "vs bare" is the
+  gateway's requests/s over the bare proxy's in the same repeat (measured back to back): the
+  cost of the features, a ratio that holds on a busy machine where absolute figures move.
+- **Redis per request**: `INFO cpu` and `INFO commandstats` of the private Redis before and
+  after each gateway saturation repeat, over the requests wrk counted.
 - **Added latency at a fixed rate**: `hey` at {rate:g} requests/s in two arrival shapes, "paced"
   (one connection, evenly spaced) and "bursts of {burst}" ({burst} connections ticking in
   lock-step); added = the gateway's percentile minus the direct path's at the same rate and
   shape. {low_rate:g} requests/s paced is measured too: a mostly idle system.
-- **Plot** (`latency.png`): p50, p90, p99 against offered load, one connection per
-  {sweep_per_connection:g} requests/s, up to 80 % of each path's saturation.
+- **Plot** (`latency.png`) and **added latency across rates**: p50, p90, p99 against offered
+  load, one paced connection per {sweep_per_connection:g} requests/s, up to 80 % of each path's
+  saturation, measured once per rate; added = the path's figure minus direct's at that rate.
 - **Streaming**: an aiohttp client starts {stream_rate:g} streams/s on an open-loop schedule for
   {stream_s:g} s ({stream_chunks} chunks, {stream_gap_ms:g} ms apart) and timestamps the first body
   byte and every chunk.

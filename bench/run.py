@@ -4,7 +4,9 @@ Phases, in order: warm-up; saturation and fixed-rate latency (repeated, medians
 reported); a sweep of offered rates for the plot; streaming TTFB; a thousand streams
 held by one worker; a soak for memory growth; then LiteLLM's proxy when comparing.
 Direct-to-upstream figures are taken beside every gateway figure, so a reader can see
-the upstream and the load generator were never the limit.
+the upstream and the load generator were never the limit; the bare proxy's (bench.bare:
+the same job with no features, the same workers) beside them, so that gateway / bare is
+the cost of the features, a ratio that holds on a noisy machine where absolute figures move.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import redis
 
-from bench import payloads, stack
+from bench import payloads, redis_cost, stack
 from bench.fixed_rate import FixedRate, run_hey
 from bench.processes import Service, raise_open_files_limit
 from bench.saturation import Saturation, run_wrk, write_script
@@ -83,7 +85,7 @@ class PathUnderTest:
     workers: int = 0
     wrk_script: Path | None = None
     body_path: Path | None = None
-    processes: Callable[[], list[tuple[str, int]]] = lambda: []
+    processes: Callable[[], list[tuple[str, int]]] = list
 
 
 @dataclass
@@ -98,6 +100,7 @@ class Results:
     soak: dict = field(default_factory=dict)
     processes: dict[str, list[list[ProcessUsage]]] = field(default_factory=dict)  # phase -> repeats
     accounting: dict = field(default_factory=dict)
+    redis: dict[str, list[redis_cost.RedisCost]] = field(default_factory=dict)  # phase -> repeats
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -153,6 +156,7 @@ class Run:
         self.gateway = self._keep(stack.start_gateway(self.dir, "gateway", s.workers, self.redis.port,
                                                       self.json_upstream.port, self.stream_upstream.port,
                                                       self.teams))
+        self.bare = self._keep(stack.BareService(self.dir, s.workers, self.json_upstream.port).start())
 
     def _upstream_processes(self) -> list[tuple[str, int]]:
         out = [(f"upstream ({self.s.upstream})", pid) for pid in self.json_upstream.pids()]
@@ -173,7 +177,11 @@ class Run:
         through = PathUnderTest("gateway", self.gateway.url + path, self.gateway.url + path,
                                 [t.key for t in self.teams], workers=self.s.workers,
                                 processes=lambda: self._upstream_processes() + self._gateway_processes(self.gateway))
-        return [self._prepare(direct), self._prepare(through)]
+        # The same requests as the gateway's (keys included, which it ignores), to the same upstream.
+        bare = PathUnderTest("bare", self.bare.url + path, "", [t.key for t in self.teams], workers=self.s.workers,
+                             processes=lambda: self._upstream_processes() + [
+                                 (f"bare worker {i + 1}", pid) for i, pid in enumerate(self.bare.worker_pids())])
+        return [self._prepare(direct), self._prepare(bare), self._prepare(through)]
 
     def _prepare(self, p: PathUnderTest) -> PathUnderTest:
         body = payloads.request_body(payloads.JSON_MODEL)
@@ -204,9 +212,10 @@ class Run:
         for p in paths:
             self._sweep(p)
         for p in paths:
-            self._streams(p)
+            if p.stream_url:  # the bare proxy reads whole answers: it does not relay streams
+                self._streams(p)
         self._hold()
-        self._soak(paths[1])
+        self._soak(next(p for p in paths if p.name == "gateway"))
         if s.compare:
             self._litellm()
 
@@ -214,6 +223,8 @@ class Run:
         log(f"warming {p.name}")
         assert p.wrk_script is not None
         run_wrk(p.json_url, p.wrk_script, connections=min(self.s.connections, 16), seconds=self.s.warmup_s)
+        if not p.stream_url:
+            return
         streams_at_rate(p.stream_url, payloads.request_body(payloads.STREAM_MODEL, stream=True), p.keys[0],
                         rate=10, seconds=0.5)
 
@@ -230,9 +241,14 @@ class Run:
     def _saturate(self, p: PathUnderTest) -> None:
         connections = (self.s.litellm_connections or self.s.connections) if p.name == "litellm" else self.s.connections
         assert p.wrk_script is not None
+        before = redis_cost.snapshot(self.redis.port)
         result = self._metered(f"saturation {p.name}", p.processes(), lambda: run_wrk(
             p.json_url, p.wrk_script, connections=connections, seconds=self.s.saturation_s))
         assert isinstance(result, Saturation)
+        if p.name == "gateway":
+            cost = redis_cost.cost(before, redis_cost.snapshot(self.redis.port), result.requests)
+            self.results.redis.setdefault(f"saturation {p.name}", []).append(cost)
+            log(f"  redis: {cost.cpu_us_per_request:.1f} us CPU, {cost.calls_per_request:.2f} calls per request")
         self.results.saturation.setdefault(p.name, []).append(result)
         log(f"  {p.name}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
             f"errors {result.errors}")

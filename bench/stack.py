@@ -1,4 +1,4 @@
-"""The servers of one benchmark run: upstreams, a private Redis, the gateway, and LiteLLM's proxy.
+"""The servers of one benchmark run: upstreams, a private Redis, the gateway, the bare proxy, LiteLLM's.
 
 Each `start_*` function writes what its server needs into the run's directory and
 returns a started `Service` on a free loopback port.
@@ -193,6 +193,36 @@ def start_gateway(directory: Path, name: str, workers: int, redis_port: int, jso
     return GatewayService(name, config, workers, directory, source).start()
 
 
+class BareService(Service):
+    """bench.bare, the yardstick proxy, with N uvicorn workers; ready once every worker is up and it answers."""
+
+    def __init__(self, directory: Path, workers: int, upstream_port: int) -> None:
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.bare", "--port", str(port), "--workers", str(workers),
+                "--upstream", f"http://127.0.0.1:{upstream_port}"]
+        super().__init__("bare", argv, port, directory, env=_env(), cwd=ROOT)
+        self.workers = workers
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 30.0) -> BareService:
+        super().start(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while len(self.worker_pids()) < self.workers or not _answers(self.url + "/v1/chat/completions",
+                                                                       payloads.request_body(payloads.JSON_MODEL)):
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServiceError(f"bare did not become ready:\n{self.log_tail()}")
+            time.sleep(0.1)
+        return self
+
+    def worker_pids(self) -> list[int]:
+        return [pid for pid in descendants(self.pid) if b"spawn_main" in _cmdline(pid)] if self.workers > 1 \
+            else [self.pid]
+
+
 class LiteLLMService(Service):
     """LiteLLM's proxy from its own virtual environment: config only, no database, a master key."""
 
@@ -246,9 +276,9 @@ def _env(source: Path = ROOT, **extra: str) -> dict[str, str]:
     return env
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, body: bytes | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:
+        with urllib.request.urlopen(url, data=body, timeout=1) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False

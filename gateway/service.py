@@ -81,6 +81,7 @@ class Gateway:
         await self.dedicated.start()
         self.outbox.start()
         self.gauges.start()
+        self.metrics.start()
         if self.request_log is not None:
             self.request_log.start()
         await self.reloader.start()
@@ -115,6 +116,7 @@ class Gateway:
         await self.dedicated.stop()
         await self.signals.stop()
         await self.gauges.stop()
+        await self.metrics.stop()  # close() below writes what is left
         if self.request_log is not None:  # after the drain: its settlements wrote the last lines
             await self.request_log.stop()
         if self.tracer is not None:

@@ -69,7 +69,7 @@ class GatewayProcess:
             for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", self.file.read_text()):
                 inherited.pop(name, None)
         env = {**inherited, **self.env, "PYTHONPATH": str(ROOT),
-               "PROMETHEUS_MULTIPROC_DIR": str(Path(self._dir.name) / "metrics")}
+               "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)}
         self._log = open(self.log_path, "wb")
         self._process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--config", str(self.config_path),
@@ -117,6 +117,14 @@ class GatewayProcess:
         if getattr(self, "_log", None):
             self._log.close()
 
+    @property
+    def metrics_dir(self) -> Path:
+        """Where its workers write their metric files (read them after a stop: they outlive it)."""
+        return Path(self._dir.name) / "metrics"
+
+    def cleanup(self) -> None:
+        self._dir.cleanup()
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -125,4 +133,4 @@ class GatewayProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-        self._dir.cleanup()
+        self.cleanup()

@@ -8,7 +8,9 @@ copied into gauges by `gateway.observability.gauges` every few seconds.
 
 With PROMETHEUS_MULTIPROC_DIR set (`gateway serve` sets it for several workers) every
 value lives in files shared by the workers, and /metrics merges them: counters and
-histograms summed, each gauge as its `multiprocess_mode` says.
+histograms summed, each gauge as its `multiprocess_mode` says. Counters and histograms
+are then buffered in memory and written to the files every half second
+(`gateway.observability.buffered`): another worker's figures in a scrape lag by that much.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from prometheus_client import (
 )
 
 from gateway.accounting.settlement import Outcome
+from gateway.background import Periodic
 from gateway.config import Config
 from gateway.errors import GatewayError
+from gateway.observability import buffered
 from gateway.observability.store_timing import STORE_OPERATIONS, MeteredStore
 from gateway.store import Store, UsageRecord
 
@@ -97,6 +101,9 @@ class Metrics:
     def __init__(self, config: Config | None = None, registry: CollectorRegistry | None = None) -> None:
         config = self._config = config or Config()
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        # Before any family is made: their series take the buffered values.
+        self._buffer = buffered.install() if self.multiprocess else None
+        self._flusher = Periodic("metrics flush", buffered.FLUSH_S, self._flush_round)
         disable_created_metrics()  # `_created` series double the exposition and no dashboard reads them
         self.registry = registry or CollectorRegistry()
         r = self.registry
@@ -276,8 +283,24 @@ class Metrics:
 
     # --- lifecycle and exposition ----------------------------------------------------
 
+    def start(self) -> None:
+        if self._buffer is not None:
+            self._flusher.start()
+
+    async def stop(self) -> None:
+        await self._flusher.stop()
+
+    def flush(self) -> None:
+        """Write this process's buffered counts to the multiprocess files (nothing to do in one process)."""
+        if self._buffer is not None:
+            self._buffer.flush()
+
+    async def _flush_round(self) -> None:
+        self.flush()
+
     def close(self) -> None:
         """Called last at shutdown, after whatever else sets gauges."""
+        self.flush()
         if self.multiprocess:
             # This process's live gauges leave the sums; its counters stay counted.
             multiprocess.mark_process_dead(os.getpid())
@@ -286,6 +309,7 @@ class Metrics:
         """Prometheus text of every worker's values (multiprocess) or of this process's."""
         if not self.multiprocess:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        self.flush()  # this worker's own figures are exact; the others' are as of their last flush
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)
         return generate_latest(merged), CONTENT_TYPE_LATEST
