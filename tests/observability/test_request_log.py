@@ -204,14 +204,14 @@ async def test_a_stdout_nobody_reads_costs_dropped_lines_never_a_blocked_loop() 
     finally:
         os.set_blocking(reader, False)
         drained = b""
-        while True:  # let the writer finish so that it can stop
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # let the writer finish so that it can stop
             try:
                 drained += os.read(reader, 1 << 20)
             except BlockingIOError:
-                if not log._idle.is_set():
-                    await asyncio.sleep(0.01)
-                    continue
-                break
+                if log._idle.is_set():
+                    break
+                await asyncio.sleep(0.01)
         await log.stop(timeout_s=1)
         os.close(reader)
         os.close(writer)
