@@ -242,3 +242,21 @@ def test_a_translated_responses_answer_from_garbage_is_an_error_or_billed_from_t
     else:
         assert response.status_code == 502 and record.cost_nano == 0
     check.hold()
+
+
+def test_a_client_gone_mid_responses_stream_is_settled_once_and_nothing_is_stored(gateway, check) -> None:
+    request_id = uuid.uuid4().hex
+    body = {"model": "slow-stream", "input": "hi", "max_output_tokens": 64, "stream": True}
+    headers = {"authorization": f"Bearer {KEY}", "x-request-id": request_id}
+    with httpx.stream("POST", gateway.base_url + "/responses", json=body, headers=headers, timeout=30) as response:
+        chunks = response.iter_bytes()
+        received = next(chunks)
+        while b"response.output_text.delta" not in received:
+            received += next(chunks)
+        response_id = orjson.loads(received.split(b"data: ", 1)[1].split(b"\n", 1)[0])["response"]["id"]
+    record = check.record(request_id)
+    assert record.status == 499 and record.endpoint == "responses" and 1 <= record.completion_tokens < len(WORDS)
+    assert len([r for r in check.record_list() if r.request_id == request_id]) == 1
+    stored = httpx.get(f"{gateway.base_url}/responses/{response_id}", headers={"authorization": f"Bearer {KEY}"})
+    assert stored.status_code == 404  # an answer the client never had is not one to continue
+    check.hold()

@@ -8,8 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
+from gateway.call import read_call
+from gateway.errors import GatewayError
+from gateway.upstream.rerank import ranked
 from tests.fakes import FakeProvider
 from tests.gateway_process import GatewayProcess
 
@@ -87,3 +91,12 @@ def test_a_bad_rerank_request_is_a_400_naming_the_field(served: tuple[GatewayPro
     answer = rerank(gw, **body)
     assert answer.status_code == 400 and answer.json()["error"]["param"] == param
     assert len(fake.requests) == before
+
+
+@pytest.mark.parametrize("scores", [None, "0.5", [0.9], [0.9, 0.1, float("nan")], [0.9, True, 0.1],
+                                    [0.1, 0.2, 0.3, 0.4]])
+def test_scores_that_are_not_one_finite_number_per_document_are_a_retryable_502(scores: Any) -> None:
+    call = read_call(orjson.dumps({"model": "reranker", "query": QUERY, "documents": DOCUMENTS}), "rerank")
+    with pytest.raises(GatewayError) as caught:
+        ranked({"scores": scores, "input_tokens": 9}, call, "deepinfra", "estimated_cost")
+    assert (caught.value.status, caught.value.code, caught.value.retryable) == (502, "upstream_invalid_response", True)
