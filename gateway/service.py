@@ -45,7 +45,7 @@ class Gateway:
         self.signals = Signals(config, self.router)  # keeps the router's scraped signals fresh
         self.outbox = Outbox(self.store)  # releases and settlements the store did not answer, retried
         self.admitter = Admitter(config, self.store, self.outbox)
-        self.settler = Settler(self.store, self.outbox)
+        self.settler = Settler(self.store, self.outbox, self.admitter.leases)
         self.inflight = InFlight()  # admitted requests not settled yet
         self.upstream = UpstreamClient(config.upstream)
         self.mocks = MockServers(config.providers)  # the built-in mock upstreams, on loopback in this process
@@ -112,6 +112,7 @@ class Gateway:
         if left:
             log.error("%d requests were still unsettled when the gateway stopped", left)
         await self.reloader.stop()
+        await self.admitter.leases.stop(DRAIN_TIMEOUT_S)  # before the outbox: what it could not give back goes there
         await self.outbox.stop(DRAIN_TIMEOUT_S)
         await self.dedicated.stop()
         await self.signals.stop()

@@ -8,19 +8,22 @@ take; settlement later replaces it with what was used.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.accounting.leases import Lease, Leases
 from gateway.accounting.outbox import Outbox
 from gateway.accounting.periods import utc_periods
 from gateway.call import Call
 from gateway.config import Config, TeamConfig
 from gateway.errors import GatewayError, bad_request
 from gateway.ids import new_id
-from gateway.store import Admission, Hold, Store, StoreUnavailable
+from gateway.store import Admission, Hold, LeaseAsk, Store, StoreUnavailable
 
 log = logging.getLogger("gateway.admission")
 MAX_QUOTA_RETRY_AFTER_S = 60
@@ -34,6 +37,7 @@ class Reservation:
     hold: Hold
     headers: dict[str, str]
     metered: bool = True
+    lease: Lease | None = None  # admitted from this lease: `id` is the request's own, the hold the lease's
 
 
 class Bounded(Protocol):
@@ -59,6 +63,7 @@ class Admitter:
         self._outbox = outbox
         self._allow_when_down = config.store.on_failure == "allow"
         self._ttl_s = config.store.reservation_ttl_s
+        self.leases = Leases(store, outbox, self._ttl_s, config.store.lease_s)
 
     async def admit(self, call: Call, routes: Iterable[Bounded], team: TeamConfig) -> Reservation:
         """Hold the request's worst case over the routes it may take; a 429 or 503 GatewayError when refused."""
@@ -71,11 +76,17 @@ class Admitter:
         day, month = utc_periods()
         hold = Hold(team=team.name, tokens=tokens, cost_nano=cost, day=day, month=month, ttl_s=self._ttl_s,
                     tpm_floor=None if floor is None or floor >= tokens else floor)
+        lease = self.leases.take(hold, team.limits)
+        if lease is not None:
+            if lease.running_low(time.monotonic()):
+                self.leases.renew(lease, hold, functools.partial(self._renew, team))
+            return Reservation(hold.reservation_id, hold, lease.headers, lease=lease)
+        ask = self.leases.ask(hold)
         try:
-            admission = await self._store.admit(hold, team.limits)
+            admission = await self._store.admit(hold, team.limits, ask)
         except StoreUnavailable:
             # The call may still run on the store (it was queued there): whatever it holds is released.
-            self._outbox.release(team.name, hold.reservation_id, self._ttl_s)
+            self._release(hold, ask)
             if self._allow_when_down:
                 log.warning("store unavailable: admitting unmetered (store.on_failure: allow)")
                 return Reservation(new_id(), hold, {}, metered=False)
@@ -83,12 +94,33 @@ class Admitter:
                                "retry shortly.", type="service_unavailable", code="store_unavailable",
                                headers={"retry-after": "1"}) from None
         except asyncio.CancelledError:  # the client left while the store decided: nobody will settle it
-            self._outbox.release(team.name, hold.reservation_id, self._ttl_s)
+            self._release(hold, ask)
             raise
         headers = rate_limit_headers(admission, team)
         if not admission.admitted:
             raise refusal(admission, headers)
+        if ask is not None and admission.lease_slots:
+            lease = self.leases.granted(hold.reservation_id, hold, ask, admission.lease_slots, team.limits, headers,
+                                        first=hold)
+            return Reservation(new_id(), hold, headers, lease=lease)
         return Reservation(hold.reservation_id, hold, headers)
+
+    async def _renew(self, team: TeamConfig, hold: Hold, ask: LeaseAsk) -> None:
+        """The team's next lease, asked for in the background; refused, requests go to the store again."""
+        ahead = Hold(team=hold.team, tokens=hold.tokens, cost_nano=hold.cost_nano, day=hold.day, month=hold.month,
+                     ttl_s=self._ttl_s)
+        try:
+            admission = await self._store.admit(ahead, team.limits, ask)
+        except (StoreUnavailable, asyncio.CancelledError):
+            self._release(ahead, ask)
+            return
+        if admission.admitted and admission.lease_slots:
+            self.leases.granted(ahead.reservation_id, ahead, ask, admission.lease_slots, team.limits,
+                                rate_limit_headers(admission, team))
+
+    def _release(self, hold: Hold, ask: LeaseAsk | None) -> None:
+        unused = (1, ask.slots) if ask is not None else (1, 1)
+        self._outbox.release(hold.team, hold.reservation_id, self._ttl_s, unused)
 
 
 def _apply_caps(call: Call, team: TeamConfig) -> None:

@@ -31,6 +31,8 @@ class _Write:
     ttl_s: float
     record: UsageRecord | None
     give_up_at: float  # monotonic; past it the store has forgotten the reservation anyway
+    unused: tuple[int, int] = (1, 1)  # a release of a lease: the slots it gives back
+    lease_id: str = ""  # a settlement of a request admitted from this lease
 
 
 class Outbox:
@@ -51,13 +53,14 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def release(self, team: str, reservation_id: str, ttl_s: float) -> None:
-        """Give back an admission whose answer the gateway did not get or no longer wants."""
-        self._add(_Write("release", team, reservation_id, ttl_s, None, self._clock() + ttl_s))
+    def release(self, team: str, reservation_id: str, ttl_s: float, unused: tuple[int, int] = (1, 1)) -> None:
+        """Give back an admission whose answer the gateway did not get or no longer wants, or a lease."""
+        self._add(_Write("release", team, reservation_id, ttl_s, None, self._clock() + ttl_s, unused=unused))
 
-    def settle(self, reservation_id: str, record: UsageRecord, ttl_s: float) -> None:
+    def settle(self, reservation_id: str, record: UsageRecord, ttl_s: float, lease_id: str = "") -> None:
         """Record a settlement whose answer never came (it may have run: the store counts it once)."""
-        self._add(_Write("settle", record.team, reservation_id, ttl_s, record, self._clock() + ttl_s))
+        self._add(_Write("settle", record.team, reservation_id, ttl_s, record, self._clock() + ttl_s,
+                         lease_id=lease_id))
 
     def start(self) -> None:
         self._retries.start()
@@ -95,10 +98,10 @@ class Outbox:
         key = f"{write.kind}:{write.reservation_id}"
         try:
             if write.kind == "release":
-                await self._store.release(write.team, write.reservation_id, write.ttl_s)
+                await self._store.release(write.team, write.reservation_id, write.ttl_s, write.unused)
             else:
                 assert write.record is not None
-                await self._store.settle(write.reservation_id, write.record, write.ttl_s)
+                await self._store.settle(write.reservation_id, write.record, write.ttl_s, write.lease_id)
         except StoreUnavailable:
             return False
         except Exception:  # a bug, not an outage: retrying will not help

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.accounting.admission import Reservation
+from gateway.accounting.leases import Leases
 from gateway.accounting.outbox import Outbox
 from gateway.accounting.usage import Usage
 from gateway.call import Call
@@ -72,9 +73,10 @@ class Settler:
     """Turns an outcome into its usage record and settles it, once; the outbox carries a settlement
     the store did not answer."""
 
-    def __init__(self, store: Store, outbox: Outbox) -> None:
+    def __init__(self, store: Store, outbox: Outbox, leases: Leases | None = None) -> None:
         self._store = store
         self._outbox = outbox
+        self._leases = leases
         self.observers: list = []  # called with (outcome, record) after each settlement
 
     async def settle(self, reservation: Reservation, outcome: Outcome) -> UsageRecord:
@@ -92,17 +94,23 @@ class Settler:
             usage_estimated=outcome.usage_estimated,
         )
         ttl_s = reservation.hold.ttl_s
+        lease = reservation.lease
+        lease_id = lease.id if lease is not None else ""
         try:
-            await self._store.settle(reservation.id, record, ttl_s)
+            await self._store.settle(reservation.id, record, ttl_s, lease_id)
         except StoreUnavailable:
-            self._outbox.settle(reservation.id, record, ttl_s)
+            self._outbox.settle(reservation.id, record, ttl_s, lease_id)
         except asyncio.CancelledError:  # the answer is lost, not the settlement: it may have run, or not
-            self._outbox.settle(reservation.id, record, ttl_s)
+            self._outbox.settle(reservation.id, record, ttl_s, lease_id)
             raise
         except Exception:  # a bug: the request is answered already; what it held must still go back
             log.exception("settling reservation %s failed; unrecorded usage: %s", reservation.id, record)
-            self._outbox.release(record.team, reservation.id, ttl_s)
+            if lease is None:  # a lease's part goes back with the lease
+                self._outbox.release(record.team, reservation.id, ttl_s)
         finally:
+            if lease is not None and self._leases is not None:
+                self._leases.settled(lease, reservation.hold, record.prompt_tokens + record.completion_tokens,
+                                     record.cost_nano)
             for observe in self.observers:
                 try:
                     observe(outcome, record)

@@ -117,6 +117,10 @@ class StoreConfig(Section):
     settle_replicas: Annotated[Whole, in_range(0, 16)] = 0
     # How long a stored Responses answer can be continued (previous_response_id) or read back.
     responses_ttl_s: Annotated[Seconds, in_range(60, 400 * 86_400)] = 30 * 86_400.0
+    # While a team is far from its limits (within half of each), a worker admits its requests from a
+    # lease of several, taken from the store at once and admitting for this long; 0: every admission
+    # asks the store (gateway.accounting.leases).
+    lease_s: Annotated[Seconds, in_range(0, 60)] = 1.0
 
     @model_validator(mode="after")
     def _tls_fits_the_url(self) -> StoreConfig:

@@ -7,7 +7,7 @@ from typing import Any, Awaitable, TypeVar
 
 from prometheus_client import Counter, Histogram
 
-from gateway.store import Admission, DailyUsage, Hold, KeyRecord, Limits, Store, StoreUnavailable, UsageRecord
+from gateway.store import Admission, DailyUsage, Hold, KeyRecord, LeaseAsk, Limits, Store, StoreUnavailable, UsageRecord
 from gateway.store.base import SETTLED_GRACE_S
 
 T = TypeVar("T")
@@ -43,14 +43,15 @@ class MeteredStore:
         finally:
             duration.observe(time.perf_counter() - started)
 
-    async def admit(self, hold: Hold, limits: Limits) -> Admission:
-        return await self._timed("admit", self.backend.admit(hold, limits))
+    async def admit(self, hold: Hold, limits: Limits, lease: LeaseAsk | None = None) -> Admission:
+        return await self._timed("admit", self.backend.admit(hold, limits, lease))
 
-    async def release(self, team: str, reservation_id: str, ttl_s: float) -> bool:
-        return await self._timed("release", self.backend.release(team, reservation_id, ttl_s))
+    async def release(self, team: str, reservation_id: str, ttl_s: float, unused: tuple[int, int] = (1, 1)) -> bool:
+        return await self._timed("release", self.backend.release(team, reservation_id, ttl_s, unused))
 
-    async def settle(self, reservation_id: str, usage: UsageRecord, ttl_s: float = SETTLED_GRACE_S) -> bool:
-        return await self._timed("settle", self.backend.settle(reservation_id, usage, ttl_s))
+    async def settle(self, reservation_id: str, usage: UsageRecord, ttl_s: float = SETTLED_GRACE_S,
+                     lease_id: str = "") -> bool:
+        return await self._timed("settle", self.backend.settle(reservation_id, usage, ttl_s, lease_id))
 
     async def spend(self, team: str, day: str, month: str) -> tuple[int, int]:
         return await self._timed("spend", self.backend.spend(team, day, month))

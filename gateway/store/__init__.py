@@ -6,7 +6,17 @@ a single process.
 """
 
 from gateway.store.address import RedisAddress, parse_address
-from gateway.store.base import Admission, DailyUsage, Hold, KeyRecord, Limits, Store, StoreUnavailable, UsageRecord
+from gateway.store.base import (
+    Admission,
+    DailyUsage,
+    Hold,
+    KeyRecord,
+    LeaseAsk,
+    Limits,
+    Store,
+    StoreUnavailable,
+    UsageRecord,
+)
 
 
 def open_store(url: str, *, timeout_s: float = 0.5, max_records: int = 100_000,
@@ -26,6 +36,7 @@ __all__ = [
     "DailyUsage",
     "Hold",
     "KeyRecord",
+    "LeaseAsk",
     "Limits",
     "Store",
     "StoreUnavailable",

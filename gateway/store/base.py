@@ -47,6 +47,22 @@ class Hold:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseAsk:
+    """A block of admissions asked for in place of one request's reservation: `slots` requests
+    and `tokens`, `cost_nano` in all, handed out by the gateway for `life_s` without asking again.
+
+    Granted only while the team, the lease included, is within half of every limit; else the
+    request is reserved alone, as asked (or refused as "lease" when `only`).
+    """
+
+    slots: int
+    tokens: int
+    cost_nano: int
+    life_s: float
+    only: bool = False  # a renewal: the lease or nothing
+
+
+@dataclass(frozen=True, slots=True)
 class Admission:
     """The answer to `Store.admit`.
 
@@ -65,6 +81,7 @@ class Admission:
     tokens_remaining: int | None = None
     requests_reset_s: float = 0.0
     tokens_reset_s: float = 0.0
+    lease_slots: int = 0  # a lease was granted, of this many requests (its id: reservation_id)
 
 
 def refused(limit: str, wait_ms: float, limits: Limits, requests: int = 0, counted_tokens: int = 0) -> Admission:
@@ -140,29 +157,34 @@ class KeyRecord:
 
 
 class Store(Protocol):
-    async def admit(self, hold: Hold, limits: Limits) -> Admission:
+    async def admit(self, hold: Hold, limits: Limits, lease: LeaseAsk | None = None) -> Admission:
         """Reserve one request, `hold.tokens` and `hold.cost_nano` atomically, or nothing.
 
         Under `hold.reservation_id`: admitting a live reservation's id again holds nothing
         more; an id already released or settled is refused ("released"), so an admission
-        that reaches the store after the gateway gave up on it reserves nothing.
+        that reaches the store after the gateway gave up on it reserves nothing. With
+        `lease`, the store may reserve the lease instead (`Admission.lease_slots`); a store
+        that does not lease ignores it.
         """
 
-    async def release(self, team: str, reservation_id: str, ttl_s: float) -> bool:
+    async def release(self, team: str, reservation_id: str, ttl_s: float, unused: tuple[int, int] = (1, 1)) -> bool:
         """Give back a reservation the gateway gave up on (no answer came, or its client left
-        while it was made), recording nothing; True when it held something.
+        while it was made), or a lease it is done with, recording nothing; True when it held something.
 
         The id is remembered for `ttl_s`, so an admission carrying it that runs later (it
-        was still queued at the store) reserves nothing.
+        was still queued at the store) reserves nothing. `unused`: the first and last of a
+        lease's slots no request took, which leave the rpm window.
         """
 
-    async def settle(self, reservation_id: str, usage: UsageRecord, ttl_s: float = SETTLED_GRACE_S) -> bool:
+    async def settle(self, reservation_id: str, usage: UsageRecord, ttl_s: float = SETTLED_GRACE_S,
+                     lease_id: str = "") -> bool:
         """Replace a reservation with actual usage, atomically; True the first time only.
 
         "First" holds within the reservation's lifetime; an id that is unknown (admitted
         while the store was down, or expired already) is recorded and remembered for
         `ttl_s`, so a retried settlement is not counted twice. The store keeps no
-        per-request key longer than that.
+        per-request key longer than that. A request admitted from a lease settles under
+        its own id and `lease_id`: what it used leaves the lease's holds.
         """
 
     async def spend(self, team: str, day: str, month: str) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from itertools import islice, takewhile
 
-from gateway.store.base import SETTLED_GRACE_S, Admission, DailyUsage, Hold, KeyRecord, Limits, UsageRecord, refused
+from gateway.store.base import SETTLED_GRACE_S, Admission, DailyUsage, Hold, KeyRecord, LeaseAsk, Limits, UsageRecord, refused
 from gateway.store.windows import (
     HELD_RETRY_MS,
     ROUTE_FIELDS,
@@ -64,7 +64,8 @@ class MemoryStore:
         self._config: tuple[int, str] | None = None
         self._responses: dict[tuple[str, str], tuple[bytes, float]] = {}  # (team, id) -> (record, monotonic expiry)
 
-    async def admit(self, hold: Hold, limits: Limits) -> Admission:
+    async def admit(self, hold: Hold, limits: Limits, lease: LeaseAsk | None = None) -> Admission:
+        # One process, no round trip to save: a lease asked for is never granted.
         """Reserve `hold` or refuse it, checking rpm, tpm, budget_day, budget_month in order.
 
         rpm and tpm are sliding 60 s logs. `requests_reset_s` is when this request
@@ -121,7 +122,7 @@ class MemoryStore:
             tokens_reset_s=tokens_reset_ms / 1000,
         )
 
-    async def release(self, team: str, reservation_id: str, ttl_s: float) -> bool:
+    async def release(self, team: str, reservation_id: str, ttl_s: float, unused: tuple[int, int] = (1, 1)) -> bool:
         now = _now_ms()
         state = self._team(team)
         _purge(state, now)
@@ -138,7 +139,8 @@ class MemoryStore:
             heapq.heappush(state.expiries, (forget_ms, reservation_id))
         return False
 
-    async def settle(self, reservation_id: str, usage: UsageRecord, ttl_s: float = SETTLED_GRACE_S) -> bool:
+    async def settle(self, reservation_id: str, usage: UsageRecord, ttl_s: float = SETTLED_GRACE_S,
+                     lease_id: str = "") -> bool:
         check_amounts(usage.prompt_tokens, usage.completion_tokens, usage.cost_nano, usage.provider_cost_nano or 0)
         now = _now_ms()
         team = self._team(usage.team)

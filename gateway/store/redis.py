@@ -44,6 +44,7 @@ from gateway.store.base import (
     DailyUsage,
     Hold,
     KeyRecord,
+    LeaseAsk,
     Limits,
     StoreUnavailable,
     UsageRecord,
@@ -93,7 +94,7 @@ class RedisStore:
         # Connect, send, and a reload after SCRIPT FLUSH each get one timeout.
         self._deadline_s = 3 * timeout_s
 
-    async def admit(self, hold: Hold, limits: Limits) -> Admission:
+    async def admit(self, hold: Hold, limits: Limits, lease: LeaseAsk | None = None) -> Admission:
         check_amounts(hold.tokens, hold.cost_nano)
         reservation_id = hold.reservation_id
         keys = self._team_keys(hold.team, "rpm", "tpm", "tpm:total", "reservations",
@@ -104,8 +105,11 @@ class RedisStore:
             _limit(limits.budget_day_nano), _limit(limits.budget_month_nano),
             next_day_ms(hold.day), next_month_ms(hold.month), HELD_RETRY_MS, _limit(hold.tpm_floor),
         )
+        if lease is not None:
+            check_amounts(lease.tokens, lease.cost_nano)
+            args += (lease.slots, lease.tokens, lease.cost_nano, round(lease.life_s * 1000), "1" if lease.only else "")
         reply = await self._fast_run("admit", keys, args)
-        admitted, refused_by, wait_ms, requests, tokens, tokens_reset_ms = reply
+        admitted, refused_by, wait_ms, requests, tokens, tokens_reset_ms, *granted = reply
         if not admitted:
             return refused(refused_by.decode(), wait_ms, limits, requests, tokens)
         if requests < 0:  # this id was admitted already: nothing more was held
@@ -117,13 +121,16 @@ class RedisStore:
             tokens_remaining=None if limits.tpm is None else limits.tpm - tokens,
             requests_reset_s=WINDOW_MS / 1000,
             tokens_reset_s=tokens_reset_ms / 1000,
+            lease_slots=granted[0] if lease is not None and granted and granted[0] > 1 else 0,
         )
 
-    async def release(self, team: str, reservation_id: str, ttl_s: float) -> bool:
+    async def release(self, team: str, reservation_id: str, ttl_s: float, unused: tuple[int, int] = (1, 1)) -> bool:
         keys = self._team_keys(team, "rpm", "reservations", "reservations:expiry", "held")
-        return bool(await self._fast_run("release", keys, (reservation_id, round(ttl_s * 1000))))
+        args = (reservation_id, round(ttl_s * 1000), *unused) if unused != (1, 1) else (reservation_id, round(ttl_s * 1000))
+        return bool(await self._fast_run("release", keys, args))
 
-    async def settle(self, reservation_id: str, usage: UsageRecord, ttl_s: float = SETTLED_GRACE_S) -> bool:
+    async def settle(self, reservation_id: str, usage: UsageRecord, ttl_s: float = SETTLED_GRACE_S,
+                     lease_id: str = "") -> bool:
         check_amounts(usage.prompt_tokens, usage.completion_tokens, usage.cost_nano, usage.provider_cost_nano or 0)
         keys = self._team_keys(usage.team, "tpm", "tpm:total", "reservations", "reservations:expiry",
                                "held", f"day:{usage.day}", f"month:{usage.month}", "records")
@@ -132,7 +139,7 @@ class RedisStore:
             usage.prompt_tokens + usage.completion_tokens, usage.cost_nano,
             "" if usage.provider_cost_nano is None else usage.provider_cost_nano,
             usage.prompt_tokens, usage.completion_tokens, f"{usage.model}|{usage.provider}",
-            orjson.dumps(usage), self._max_records, self._usage_ttl_s, round(ttl_s * 1000),
+            orjson.dumps(usage), self._max_records, self._usage_ttl_s, round(ttl_s * 1000), lease_id,
         )
         if usage.team in self._known_teams:
             recorded = await self._fast_run("settle", keys, args, self._replicas)

@@ -47,6 +47,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from gateway.store.redis_admission_scripts import ADMISSION_SCRIPTS
 from gateway.store.redis_key_scripts import KEY_SCRIPTS
 from gateway.store.windows import WINDOW_MS
 
@@ -166,127 +167,42 @@ local function window_tokens(log, total, now)
 end
 """ % {"window": WINDOW_MS, "batch": PURGE_BATCH}
 
-_ADMIT = """
--- KEYS: rpm, tpm, tpm:total, reservations, reservations:expiry, held, day:<day>, month:<month>
--- ARGV: id, tokens, cost, day, month, ttl ms, rpm, tpm, budget day, budget month,
---       day end ms, month end ms, retry ms while held, the least tokens a tpm hold may shrink to
---       ('' when it may not: the request named its max_tokens) (limits are '' when unlimited)
-local rpm_log, tpm_log, tpm_total, reservations, expiry, held, day_usage, month_spend = unpack(KEYS)
-local id, tokens_s, cost_s, day, month = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local bad = check_amounts({tokens_s, cost_s, ARGV[6]}) or check_amounts({ARGV[7], ARGV[8], ARGV[9], ARGV[10]}, true)
-if bad then return bad end
-local tokens, cost, ttl = tonumber(tokens_s), tonumber(cost_s), tonumber(ARGV[6])
-local rpm, tpm = tonumber(ARGV[7]), tonumber(ARGV[8])
-local budget_day, budget_month = tonumber(ARGV[9]), tonumber(ARGV[10])
-local now = clock_ms()
-
-purge(reservations, expiry, held, now)
--- The id is the gateway's: admitted already (a retry) holds nothing more; released or settled
--- already (the gateway gave up waiting for this very call) reserves nothing.
-if redis.call('ZSCORE', expiry, id) then
-  if redis.call('HEXISTS', reservations, id) == 1 then return {1, '', 0, -1, -1, 0} end
-  return {0, 'released', 0, 0, 0, 0}
-end
-for _, field in ipairs({'tokens', 'd:' .. day, 'm:' .. month}) do sane(held, field) end
-redis.call('ZREMRANGEBYSCORE', rpm_log, '-inf', now - WINDOW)
-local requests = redis.call('ZCARD', rpm_log)
-local counted = window_tokens(tpm_log, tpm_total, now) + num(redis.call('HGET', held, 'tokens'))
-
-if rpm and requests + 1 > rpm then
-  if rpm < 1 then return {0, 'rpm', WINDOW, requests, 0, 0} end
-  -- One more fits once the oldest (requests + 1 - rpm) have left the window.
-  local leaving = redis.call('ZRANGE', rpm_log, requests - rpm, requests - rpm, 'WITHSCORES')
-  return {0, 'rpm', tonumber(leaving[2]) + WINDOW - now, requests, 0, 0}
-end
-local floor = tonumber(ARGV[14])
-if tpm and floor and counted + tokens > tpm then
-  -- tpm is a rate, not money: an output nobody capped holds what the minute has left.
-  tokens = math.max(floor, tpm - counted)
-  tokens_s = string.format('%d', tokens)
-end
-if tpm and counted + tokens > tpm then
-  if tokens > tpm then return {0, 'tpm', WINDOW, 0, counted, 0} end
-  -- Walk the window from its oldest entry until enough tokens would have left it.
-  local excess, freed, at = counted + tokens - tpm, 0, now - WINDOW
-  local entries = redis.call('ZRANGE', tpm_log, 0, -1, 'WITHSCORES')
-  for i = 1, #entries, 2 do
-    freed = freed + logged_tokens(entries[i])
-    at = tonumber(entries[i + 1])
-    if freed >= excess then break end
-  end
-  return {0, 'tpm', at + WINDOW - now, 0, counted, 0}
-end
--- A budget refuses for good when what is spent leaves no room; while only requests in flight
--- are in the way, it refuses for a moment (they settle, usually for less than they hold).
-local function over(name, spent, in_flight, budget, until_ms)
-  if spent + cost > budget then return {0, name, until_ms, 0, 0, 0} end
-  if spent + in_flight + cost > budget then return {0, name .. '_held', tonumber(ARGV[13]), 0, 0, 0} end
-  return nil
-end
-if budget_day then
-  local refused = over('budget_day', num(redis.call('HGET', day_usage, 'cost_nano')),
-                       num(redis.call('HGET', held, 'd:' .. day)), budget_day, tonumber(ARGV[11]) - now)
-  if refused then return refused end
-end
-if budget_month then
-  local refused = over('budget_month', num(redis.call('GET', month_spend)),
-                       num(redis.call('HGET', held, 'm:' .. month)), budget_month, tonumber(ARGV[12]) - now)
-  if refused then return refused end
-end
-
-redis.call('ZADD', rpm_log, now, id)
--- An empty log was deleted by the trim: the one just made has no TTL yet.
-if requests == 0 then redis.call('PEXPIRE', rpm_log, 2 * WINDOW) else keep(rpm_log, WINDOW) end
-redis.call('HSET', reservations, id, tokens_s .. '|' .. cost_s .. '|' .. day .. '|' .. month)
-redis.call('ZADD', expiry, now + ttl, id)
-hold(held, 'tokens', tokens_s)
-hold(held, 'd:' .. day, cost_s)
-hold(held, 'm:' .. month, cost_s)
--- The three keys outlive this reservation's expiry by at least a window. held, when it needs
--- a TTL, gets no later deadline than the two it sums, so it never outlives them.
-local left = math.min(keep(reservations, ttl + WINDOW), keep(expiry, ttl + WINDOW))
-local held_left = redis.call('PTTL', held)
-if held_left ~= -2 and held_left < ttl + WINDOW then redis.call('PEXPIRE', held, left) end
-local reset = 0
-local newest = redis.call('ZRANGE', tpm_log, -1, -1, 'WITHSCORES')
-if #newest > 0 then reset = tonumber(newest[2]) + WINDOW - now end
-return {1, '', 0, requests + 1, counted + tokens, reset}
-"""
-
-_RELEASE = """
--- KEYS: rpm, reservations, reservations:expiry, held; ARGV: id, ttl ms
--- A reservation the gateway gave up on: its holds go back and its request leaves the rpm
--- window, with no record. Its id stays in the expiry zset as a tombstone, put there first if
--- the admission has not run yet, so that it reserves nothing when it does.
-local rpm_log, reservations, expiry, held = unpack(KEYS)
-local id = ARGV[1]
-local bad = check_amounts({ARGV[2]})
-if bad then return bad end
-local r = redis.call('HGET', reservations, id)
-if r then
-  unhold_all(held, r)
-  redis.call('HDEL', reservations, id)
-  redis.call('ZREM', rpm_log, id)
-  return 1
-end
-if not redis.call('ZSCORE', expiry, id) then
-  redis.call('ZADD', expiry, clock_ms() + tonumber(ARGV[2]), id)
-  keep(expiry, tonumber(ARGV[2]))
-end
-return 0
-"""
-
 _SETTLE = """
 -- KEYS: tpm, tpm:total, reservations, reservations:expiry, held, day:<day>, month:<month>, records
 -- ARGV: reservation id, log id, tokens, cost, provider cost ('' if unknown), prompt tokens,
---       completion tokens, "model|provider", record, max records, usage ttl s, remember ms
+--       completion tokens, "model|provider", record, max records, usage ttl s, remember ms,
+--       the lease the request was admitted from ('' when its own reservation)
 local tpm_log, tpm_total, reservations, expiry, held, day_usage, month_spend, records = unpack(KEYS)
 local id, tokens, cost, provider_cost = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
 local prompt, completion, route, usage_ttl = ARGV[6], ARGV[7], ARGV[8], ARGV[11]
+local lease = ARGV[13] or ''
 local bad = check_amounts({tokens, cost, prompt, completion, ARGV[10], usage_ttl, ARGV[12]})
   or check_amounts({provider_cost}, true)
 if bad then return bad end
 local now = clock_ms()
+
+-- A request admitted from a lease: its id is known here only once settled (the tombstone), and
+-- what it used leaves the lease's holds (a lease returned or expired meanwhile gave its all back).
+if lease ~= '' then
+  local expires = redis.call('ZSCORE', expiry, id)
+  if expires and tonumber(expires) > now then return 0 end  -- settled already
+  redis.call('ZADD', expiry, now + tonumber(ARGV[12]), id)
+  keep(expiry, tonumber(ARGV[12]))
+  local r = redis.call('HGET', reservations, lease)
+  local held_tokens, held_cost, day, month
+  if r then held_tokens, held_cost, day, month = string.match(r, '^(%%d+)|(%%d+)|([^|]*)|([^|]*)$') end
+  if held_tokens then
+    local used_tokens = math.min(tonumber(tokens), tonumber(held_tokens))
+    local used_cost = math.min(tonumber(cost), tonumber(held_cost))
+    redis.call('HSET', reservations, lease, string.format('%%d|%%d|%%s|%%s', tonumber(held_tokens) - used_tokens,
+                                                          tonumber(held_cost) - used_cost, day, month))
+    for _, field in ipairs({'tokens', 'd:' .. day, 'm:' .. month}) do sane(held, field) end
+    unhold(held, 'tokens', string.format('%%d', used_tokens))
+    unhold(held, 'd:' .. day, string.format('%%d', used_cost))
+    unhold(held, 'm:' .. month, string.format('%%d', used_cost))
+  end
+  id = ''  -- done with the reservation part
+end
 
 -- No purge here (admit and spend purge before they count holds): the answer depends only
 -- on the id's own entry. In the expiry zset with a future score, it is live (in the hash)
@@ -362,8 +278,7 @@ class _Script:
 
 
 SCRIPTS = {
-    "admit": _Script.of(_ADMIT),
-    "release": _Script.of(_RELEASE),
+    **{name: _Script.of(body) for name, body in ADMISSION_SCRIPTS.items()},
     "settle": _Script.of(_SETTLE),
     "spend": _Script.of(_SPEND),
     **{name: _Script.of(body, common=False) for name, body in KEY_SCRIPTS.items()},

@@ -14,7 +14,7 @@ from gateway.call import read_call
 from gateway.config import parse_config
 from gateway.errors import GatewayError
 from gateway.routing import Router
-from gateway.store import Admission, Hold, Limits, StoreUnavailable
+from gateway.store import Admission, Hold, LeaseAsk, Limits, StoreUnavailable
 from gateway.store.memory import MemoryStore
 from tests.waiting import eventually
 
@@ -103,8 +103,8 @@ def test_the_clients_limit_still_bounds_a_windowed_route() -> None:
 class LostAnswers(MemoryStore):
     """A store whose admissions run but whose answers never come back (a timeout)."""
 
-    async def admit(self, hold: Hold, limits: Limits) -> Admission:
-        await super().admit(hold, limits)
+    async def admit(self, hold: Hold, limits: Limits, lease: LeaseAsk | None = None) -> Admission:
+        await super().admit(hold, limits, lease)
         raise StoreUnavailable("redis: did not answer within 0.5 s")
 
 
@@ -122,8 +122,8 @@ async def test_an_admission_cancelled_while_the_store_decides_is_released() -> N
     decided = asyncio.Event()
 
     class Slow(MemoryStore):
-        async def admit(self, hold: Hold, limits: Limits) -> Admission:
-            answer = await super().admit(hold, limits)
+        async def admit(self, hold: Hold, limits: Limits, lease: LeaseAsk | None = None) -> Admission:
+            answer = await super().admit(hold, limits, lease)
             decided.set()
             await asyncio.Event().wait()  # the reply is on its way; the client leaves first
             return answer

@@ -43,11 +43,11 @@ class Flaky(MemoryStore):
         self.down = True
         self.tries = 0
 
-    async def settle(self, reservation_id: str, usage: UsageRecord, ttl_s: float = 60.0) -> bool:
+    async def settle(self, reservation_id: str, usage: UsageRecord, ttl_s: float = 60.0, lease_id: str = "") -> bool:
         self.tries += 1
         if self.down:
             raise StoreUnavailable("redis: connection refused")
-        return await super().settle(reservation_id, usage, ttl_s)
+        return await super().settle(reservation_id, usage, ttl_s, lease_id)
 
 
 async def test_a_settlement_the_store_did_not_answer_is_sent_again_until_it_does() -> None:

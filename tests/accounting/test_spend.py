@@ -221,8 +221,11 @@ def test_redis_down_is_a_quick_503_and_the_gateway_recovers(fakes, redis_process
 
         assert ask()[0] == 200
         redis_process.stop()
-        status, took = ask()
-        assert status == 503 and took < 3.0
+        # A lease taken before Redis went (its money is held there) admits for at most store.lease_s.
+        answers = []
+        wait_until(lambda: answers.append(ask()) or answers[-1][0] == 503, 5, "a 503 once the lease is over",
+                   interval_s=0.2)
+        assert all(status == 200 for status, _ in answers[:-1]) and answers[-1][1] < 3.0
         assert httpx.get(gw.url + "/readyz").status_code == 503
         redis_process.start()
         wait_until(lambda: ask()[0] == 200, 5, "the gateway recovering when Redis came back", interval_s=0.2)
