@@ -13,7 +13,17 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from itertools import islice, takewhile
 
-from gateway.store.base import SETTLED_GRACE_S, Admission, DailyUsage, Hold, KeyRecord, LeaseAsk, Limits, UsageRecord, refused
+from gateway.store.base import (
+    SETTLED_GRACE_S,
+    Admission,
+    DailyUsage,
+    Hold,
+    KeyRecord,
+    LeaseAsk,
+    Limits,
+    UsageRecord,
+    refused,
+)
 from gateway.store.windows import (
     HELD_RETRY_MS,
     ROUTE_FIELDS,

@@ -3,10 +3,12 @@
 Each operation that touches more than one key is one Lua script, so it is atomic
 and costs one round trip. Key layout (`gw` is the prefix):
 
-    gw:{team}:rpm                   zset   request id -> admission time (ms); last 60 s
+    gw:{team}:rpm                   zset   request id -> admission time (ms); last 60 s; a lease's
+                                           requests ("<lease id>", "<lease id>:2", ...) -> its end
     gw:{team}:tpm                   zset   "<id>:<tokens>" -> settle time (ms); last 60 s
     gw:{team}:tpm:total             string sum of the tokens in gw:{team}:tpm
-    gw:{team}:reservations          hash   live reservation id -> "tokens|cost|day|month"
+    gw:{team}:reservations          hash   live reservation (or lease) id -> "tokens|cost|day|month"
+                                           (a lease's: what it still holds)
     gw:{team}:reservations:expiry   zset   reservation id -> expiry (ms); a settled id stays
                                            until then, as the tombstone that makes settlement
                                            idempotent (see gateway.store.redis_scripts)

@@ -16,6 +16,9 @@ is unknown (expired before settlement, purged, never admitted) is recorded, and 
 remembered for the time the caller gives, so that a retried settlement is not counted twice.
 A release (the gateway gave up waiting for an admission's answer) leaves the same tombstone,
 before the admission if need be: an admission finds its id there and reserves nothing.
+A lease (gateway.accounting.leases) is a reservation of several requests' worst cases; a
+request admitted from it has no entry until its settlement, which moves what it used out of
+the lease's holds and leaves the request's own tombstone.
 
 Every amount is checked before a script's first write (a script that fails half-way keeps
 its writes), and a corrupt reservation or held sum is dropped and logged, not left to make
