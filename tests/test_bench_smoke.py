@@ -62,7 +62,8 @@ def test_smoke_run_measures_every_path_without_a_failed_request(tmp_path: Path) 
     assert "| gateway |" in run.stdout and "**Targets**" in run.stdout
     # The yardstick ran in the same run, and Redis's share of a request was measured.
     assert "of the bare proxy's, same run" in run.stdout
-    assert results["redis"]["saturation gateway"][0]["calls_per_request"] >= 2  # admission and settlement
+    # A settlement per request; admissions mostly from leases, a store call per lease.
+    assert 1 <= results["redis"]["saturation gateway"][0]["calls_per_request"] < 1.9
 
     # Published, the file is the run's own tables under a method filled from the run's settings.
     from bench.publish import publish
