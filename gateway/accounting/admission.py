@@ -77,6 +77,9 @@ class Admitter:
         hold = Hold(team=team.name, tokens=tokens, cost_nano=cost, day=day, month=month, ttl_s=self._ttl_s,
                     tpm_floor=None if floor is None or floor >= tokens else floor)
         lease = self.leases.take(hold, team.limits)
+        if lease is None and (coming := self.leases.on_its_way(team.name)) is not None:
+            await asyncio.shield(coming)  # as long as a round trip of this request's own
+            lease = self.leases.take(hold, team.limits)
         if lease is not None:
             if lease.running_low(time.monotonic()):
                 self.leases.renew(lease, hold, functools.partial(self._renew, team))
@@ -96,6 +99,9 @@ class Admitter:
         except asyncio.CancelledError:  # the client left while the store decided: nobody will settle it
             self._release(hold, ask)
             raise
+        finally:
+            if ask is not None:
+                self.leases.answered(team.name)
         headers = rate_limit_headers(admission, team)
         if not admission.admitted:
             raise refusal(admission, headers)
@@ -113,10 +119,12 @@ class Admitter:
             admission = await self._store.admit(ahead, team.limits, ask)
         except (StoreUnavailable, asyncio.CancelledError):
             self._release(ahead, ask)
+            self.leases.answered(team.name)
             return
         if admission.admitted and admission.lease_slots:
             self.leases.granted(ahead.reservation_id, ahead, ask, admission.lease_slots, team.limits,
                                 rate_limit_headers(admission, team))
+        self.leases.answered(team.name)
 
     def _release(self, hold: Hold, ask: LeaseAsk | None) -> None:
         unused = (1, ask.slots) if ask is not None else (1, 1)

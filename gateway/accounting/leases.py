@@ -69,6 +69,7 @@ class Leases:
         self._open: dict[str, Lease] = {}
         self._slots: dict[str, int] = {}  # the size of each team's next lease
         self._held: set[Lease] = set()  # every lease not given back yet
+        self._asking: dict[str, asyncio.Future[None]] = {}  # a team's lease on its way from the store
         self._tasks: set[asyncio.Task] = set()
 
     @property
@@ -89,14 +90,27 @@ class Leases:
         lease.cost_nano -= hold.cost_nano
         return lease
 
+    def on_its_way(self, team: str) -> asyncio.Future[None] | None:
+        """Done when the lease the team asked for has come (or not): requests that found none wait
+        for it rather than each asking the store for one."""
+        return self._asking.get(team)
+
     def ask(self, hold: Hold, *, only: bool = False) -> LeaseAsk | None:
-        """The lease to ask for beside `hold`'s admission: its size, that of `hold` times the slots."""
-        if not self.enabled:
+        """The lease to ask for beside `hold`'s admission: its size, that of `hold` times the slots;
+        None when leases are off or one is on its way already. `answered` must follow."""
+        if not self.enabled or hold.team in self._asking:
             return None
         slots = self._slots.get(hold.team, FIRST_SLOTS)
         if hold.tokens * slots > MAX_AMOUNT or hold.cost_nano * slots > MAX_AMOUNT:
             return None
+        self._asking[hold.team] = asyncio.get_running_loop().create_future()
         return LeaseAsk(slots, hold.tokens * slots, hold.cost_nano * slots, self.life_s, only)
+
+    def answered(self, team: str) -> None:
+        """The store answered the team's ask (or did not): those waiting for it look again."""
+        waiting = self._asking.pop(team, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
     def granted(self, lease_id: str, hold: Hold, ask: LeaseAsk, slots: int, limits: Limits,
                 headers: dict[str, str], *, first: Hold | None = None) -> Lease:
@@ -109,7 +123,7 @@ class Leases:
             lease.cost_nano -= first.cost_nano
         previous = self._open.get(hold.team)
         if previous is not None:
-            self._close(previous)
+            self._close(previous, replaced=True)
         self._open[hold.team] = lease
         self._held.add(lease)
         asyncio.get_running_loop().call_later(self.life_s, self._close, lease)
@@ -132,24 +146,24 @@ class Leases:
             lease.renewing = True
             self._spawn(admit(hold, ask))
 
-    def _close(self, lease: Lease) -> None:
+    def _close(self, lease: Lease, *, replaced: bool = False) -> None:
         if not lease.open:
             return
         lease.open = False
         if self._open.get(lease.team) is lease:
             del self._open[lease.team]
-        self._resize(lease)
+        self._resize(lease, replaced)
         if lease.in_flight == 0:
             self._give_back(lease)
 
-    def _resize(self, lease: Lease) -> None:
+    def _resize(self, lease: Lease, replaced: bool) -> None:
         """Next time, a lease that lasts about its life: twice the size if this one ran out in under
-        half of it, half if it handed out under a quarter."""
+        half of it, half if it lived out its life handing out under a quarter."""
         age = time.monotonic() - lease.granted_at
         slots = self._slots.get(lease.team, FIRST_SLOTS)
         if 4 * lease.used >= 3 * lease.slots and 2 * age < lease.life_s:
             self._slots[lease.team] = min(2 * slots, MAX_SLOTS)
-        elif 4 * lease.used < lease.slots:
+        elif 4 * lease.used < lease.slots and not replaced:
             self._slots[lease.team] = max(slots // 2, MIN_SLOTS)
 
     def _give_back(self, lease: Lease) -> None:

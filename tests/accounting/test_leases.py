@@ -3,6 +3,7 @@ round trip each, and every request is still counted, billed and given back exact
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import orjson
@@ -80,6 +81,25 @@ async def test_far_from_its_limits_a_team_is_admitted_from_leases_and_every_requ
     await eventually(lambda: not held(client, "roomy"), LEASE_S + 3, "the leases given back")
     assert client.hlen("gw:{roomy}:reservations") == 0
     assert client.zcard("gw:{roomy}:rpm") == 40
+    await store.close()
+
+
+async def test_concurrent_requests_share_one_ask_for_a_lease_and_leases_grow_to_the_rate(redis_process) -> None:
+    # Thirty-two clients at once: when a lease runs out they wait for the one on its way instead of
+    # each asking the store, and the next leases are larger, so a burst does not become round trips.
+    store, admitter, settler, teams, routes = setup(redis_process.url, busy={"rpm": 1_000_000})
+
+    async def client() -> None:
+        for _ in range(25):
+            await serve(admitter, settler, teams["busy"], routes, Usage(5, 7))
+
+    await asyncio.gather(*(client() for _ in range(32)))
+    assert store.admissions <= 800 // 10
+    day, _ = utc_periods()
+    [usage] = await store.usage("busy", day, day)
+    assert usage.requests == 800
+    await admitter.leases.stop(timeout_s=2)
+    assert redis.Redis.from_url(redis_process.url).zcard("gw:{busy}:rpm") == 800
     await store.close()
 
 
