@@ -13,7 +13,8 @@ and costs one round trip. Key layout (`gw` is the prefix):
                                            until then, as the tombstone that makes settlement
                                            idempotent (see gateway.store.redis_scripts)
     gw:{team}:held                  hash   "tokens", "d:<day>", "m:<month>" -> in-flight sums
-    gw:{team}:day:<YYYY-MM-DD>      hash   usage totals, and "<field>@<model>|<provider>"
+    gw:{team}:day:<YYYY-MM-DD>      hash   "<field>@<model>|<provider>" usage by route, and the
+                                           day's "cost_nano" (its other totals are the routes' sums)
     gw:{team}:month:<YYYY-MM>       string settled nano-dollars
     gw:{team}:records               stream per-request records, newest last
     gw:{teams}:all                  set    teams that have records (for records(None))
@@ -364,14 +365,15 @@ def _days(first_day: str, last_day: str) -> list[str]:
 
 
 def _daily_usage(day: str, found: dict[bytes, bytes]) -> DailyUsage:
+    """A day's hash read back: its totals are the sums of its routes' (a day-wide field other than
+    cost_nano, which admission reads, is a total an older gateway kept, and the same sum)."""
     totals = DailyUsage(day=day)
     for raw_name, raw_amount in found.items():
-        name, amount = raw_name.decode(), int(raw_amount)
-        field_name, _, route = name.partition("@")
-        if route:
-            totals.by_route.setdefault(route, dict.fromkeys(ROUTE_FIELDS, 0))[field_name] = amount
-        elif field_name in ROUTE_FIELDS:
-            setattr(totals, field_name, amount)
+        field_name, _, route = raw_name.decode().partition("@")
+        if route and field_name in ROUTE_FIELDS:
+            totals.by_route.setdefault(route, dict.fromkeys(ROUTE_FIELDS, 0))[field_name] = int(raw_amount)
+    for name in ROUTE_FIELDS:
+        setattr(totals, name, sum(fields[name] for fields in totals.by_route.values()))
     return totals
 
 

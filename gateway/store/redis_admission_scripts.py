@@ -31,7 +31,7 @@ if redis.call('ZSCORE', expiry, id) then
   if redis.call('HEXISTS', reservations, id) == 1 then return {1, '', 0, -1, -1, 0} end
   return {0, 'released', 0, 0, 0, 0}
 end
-for _, field in ipairs({'tokens', 'd:' .. day, 'm:' .. month}) do sane(held, field) end
+sane(held, {'tokens', 'd:' .. day, 'm:' .. month})
 redis.call('ZREMRANGEBYSCORE', rpm_log, '-inf', now - WINDOW)
 local requests = redis.call('ZCARD', rpm_log)
 local counted = window_tokens(tpm_log, tpm_total, now) + num(redis.call('HGET', held, 'tokens'))

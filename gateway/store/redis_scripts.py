@@ -86,12 +86,15 @@ local function check_amounts(names, optional)
   return nil
 end
 
--- A held sum must be an integer for HINCRBY: a corrupt one is dropped and logged, not left to wedge the team.
-local function sane(held, field)
-  local value = redis.call('HGET', held, field)
-  if value and not string.match(value, '^%%-?%%d+$') then
-    redis.log(redis.LOG_WARNING, 'gateway: dropped corrupt held sum ' .. held .. ' ' .. field .. '=' .. value)
-    redis.call('HDEL', held, field)
+-- Held sums must be integers for HINCRBY: a corrupt one is dropped and logged, not left to wedge the team.
+local function sane(held, fields)
+  local values = redis.call('HMGET', held, unpack(fields))
+  for i = 1, #fields do
+    local value = values[i]
+    if value and not string.match(value, '^%%-?%%d+$') then
+      redis.log(redis.LOG_WARNING, 'gateway: dropped corrupt held sum ' .. held .. ' ' .. fields[i] .. '=' .. value)
+      redis.call('HDEL', held, fields[i])
+    end
   end
 end
 
@@ -114,7 +117,7 @@ local function unhold_all(held, r)
     redis.log(redis.LOG_WARNING, 'gateway: dropped corrupt reservation of ' .. held .. ': ' .. string.sub(r, 1, 64))
     return
   end
-  for _, field in ipairs({'tokens', 'd:' .. day, 'm:' .. month}) do sane(held, field) end
+  sane(held, {'tokens', 'd:' .. day, 'm:' .. month})
   unhold(held, 'tokens', tokens)
   unhold(held, 'd:' .. day, cost)
   unhold(held, 'm:' .. month, cost)
@@ -199,7 +202,7 @@ if lease ~= '' then
     local used_cost = math.min(tonumber(cost), tonumber(held_cost))
     redis.call('HSET', reservations, lease, string.format('%%d|%%d|%%s|%%s', tonumber(held_tokens) - used_tokens,
                                                           tonumber(held_cost) - used_cost, day, month))
-    for _, field in ipairs({'tokens', 'd:' .. day, 'm:' .. month}) do sane(held, field) end
+    sane(held, {'tokens', 'd:' .. day, 'm:' .. month})
     unhold(held, 'tokens', string.format('%%d', used_tokens))
     unhold(held, 'd:' .. day, string.format('%%d', used_cost))
     unhold(held, 'm:' .. month, string.format('%%d', used_cost))
@@ -230,7 +233,10 @@ if id ~= '' then
 end
 
 if tokens ~= '0' then
-  local _, pttl = window_tokens(tpm_log, tpm_total, now)
+  -- Admission trims the window before it counts it; here only the TTL matters. A log gone
+  -- (expired or emptied) takes its total with it.
+  local pttl = redis.call('PTTL', tpm_log)
+  if pttl == -2 then redis.call('DEL', tpm_total) end
   redis.call('ZADD', tpm_log, now, ARGV[2] .. ':' .. tokens)
   redis.call('INCRBY', tpm_total, tokens)
   -- The log and its total are created, and re-expired, together.
@@ -240,15 +246,16 @@ if tokens ~= '0' then
   end
 end
 
--- The first request of a day creates its hash: that is when the usage keys get their TTL.
-local refresh = redis.call('HINCRBY', day_usage, 'requests', 1) == 1 or tonumber(usage_ttl) < %(refresh_min)d
-redis.call('HINCRBY', day_usage, 'requests@' .. route, 1)
+-- A day's totals are the sums of its routes' (the reader adds them up), but for cost_nano,
+-- which admission reads against the day's budget. The first request of a route in a day
+-- gives the usage keys their TTL (the day's first creates the hash).
+local refresh = redis.call('HINCRBY', day_usage, 'requests@' .. route, 1) == 1 or tonumber(usage_ttl) < %(refresh_min)d
 local totals = {prompt_tokens = prompt, completion_tokens = completion, cost_nano = cost}
 if provider_cost ~= '' then totals.provider_cost_nano = provider_cost end
 for name, amount in pairs(totals) do
-  redis.call('HINCRBY', day_usage, name, amount)
-  redis.call('HINCRBY', day_usage, name .. '@' .. route, amount)
+  if amount ~= '0' then redis.call('HINCRBY', day_usage, name .. '@' .. route, amount) end
 end
+if cost ~= '0' then redis.call('HINCRBY', day_usage, 'cost_nano', cost) end
 if refresh then redis.call('EXPIRE', day_usage, usage_ttl) end
 -- A month's counter is made by the INCRBY that answers the amount added (a zero adds nothing).
 if cost ~= '0' and redis.call('INCRBY', month_spend, cost) == tonumber(cost) or refresh then
