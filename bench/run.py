@@ -352,7 +352,9 @@ class Run:
         time.sleep(0.5)  # settlement runs after each response
         client = redis.Redis(port=self.redis.port)
         day = time.strftime("%Y-%m-%d", time.gmtime())
-        settled = sum(int(client.hget(f"gw:{{{t.name}}}:day:{day}", "requests") or 0) for t in self.teams)
+        settled = sum(int(amount) for t in self.teams
+                      for field, amount in client.hgetall(f"gw:{{{t.name}}}:day:{day}").items()
+                      if field.startswith(b"requests@"))  # a day's requests, by route
         cost = sum(int(client.hget(f"gw:{{{t.name}}}:day:{day}", "cost_nano") or 0) for t in self.teams)
         client.close()
         answered = sum(r.requests - r.non_2xx for r in self.results.saturation.get("gateway", []))
