@@ -176,7 +176,8 @@ class Exchange:
             return
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._headers.items()]
         await self._send({"type": "http.response.start", "status": 200,
-                          "headers": [(b"content-type", b"application/json"), *headers]})
+                          "headers": [(b"content-type", b"application/json"),
+                                      (b"content-length", b"%d" % len(answer)), *headers]})
         await self._send({"type": "http.response.body", "body": answer})
 
     async def _final_answer(self, answer: bytes, doc: dict) -> tuple[bytes, GatewayError | None]:

@@ -117,3 +117,44 @@ def test_at_the_connection_cap_a_busy_stream_is_never_the_one_closed(upstream: F
         assert result["body"].rstrip().endswith(b"data: [DONE]")  # type: ignore[union-attr]
     finally:
         upstream.completion_tokens, upstream.token_delay_s = 8, 0.0
+
+
+class Recording:
+    """A transport that keeps what it is asked to send, one entry per send."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_what_a_connection_is_given_in_one_loop_turn_leaves_in_one_send() -> None:
+    import asyncio
+
+    from gateway.server import CorkedTransport
+
+    wire = Recording()
+    corked = CorkedTransport(wire, asyncio.get_running_loop())  # type: ignore[arg-type]
+    corked.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    corked.write(b"{}")
+    assert wire.sent == []
+    await asyncio.sleep(0)
+    assert wire.sent == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+    corked.write(b"last")
+    corked.close()  # what is pending goes before the close
+    assert (wire.sent[-1], wire.closed) == (b"last", True)
+
+
+def test_a_whole_answer_has_its_length_and_comes_in_one_piece(upstream: FakeProvider) -> None:
+    with GatewayProcess(config(upstream)) as gw:
+        answer = ask(gw)
+        assert answer.status_code == 200 and "transfer-encoding" not in answer.headers
+        assert int(answer.headers["content-length"]) == len(answer.content) and answer.json()["choices"]
