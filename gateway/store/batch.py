@@ -158,6 +158,9 @@ class ScriptBatcher:
 
     def __init__(self, client: Redis | RedisCluster, timeout_s: float) -> None:
         self._client = client
+        # Asked once: an isinstance against the library's client classes (typing Protocols among
+        # their bases) costs microseconds, twice a call.
+        self._cluster = isinstance(client, RedisCluster)
         self._timeout_s = timeout_s
         self._pipes: dict[Any, Pipe] = {}  # one per node: the server, or each cluster primary
         self._opening: dict[Any, asyncio.Future] = {}
@@ -176,10 +179,10 @@ class ScriptBatcher:
                 # more, on a connection to the primary now (the Sentinel names it).
                 return await self._send(keys[0], command, script.source, replicas)
         except ResponseError as error:
-            if not isinstance(self._client, RedisCluster) or not isinstance(error, _REDIRECTS):
+            if not self._cluster or not isinstance(error, _REDIRECTS):
                 raise
         except (RedisError, OSError, TimeoutError):
-            if not isinstance(self._client, RedisCluster):
+            if not self._cluster:
                 raise
         # A cluster's slot moved or its node failed: the library's client follows, and learns.
         async with asyncio.timeout(self._timeout_s * 3):
@@ -206,7 +209,7 @@ class ScriptBatcher:
         return result
 
     async def _pipe(self, key: Any) -> Pipe:
-        if isinstance(self._client, RedisCluster) and not self._client.nodes_manager.default_node:
+        if self._cluster and not self._client.nodes_manager.default_node:
             async with asyncio.timeout(self._timeout_s * 3):
                 await self._client.initialize()
         node = self._node(key)
@@ -230,13 +233,13 @@ class ScriptBatcher:
             del self._opening[node]
 
     def _node(self, key: Any) -> Any:
-        if isinstance(self._client, RedisCluster):
+        if self._cluster:
             slot = self._client.keyslot(key)
             return self._client.nodes_manager.get_node_from_slot(slot).name
         return None
 
     async def _connection(self, node: Any) -> AbstractConnection:
-        if isinstance(self._client, RedisCluster):
+        if self._cluster:
             host_node = self._client.get_node(node_name=node)
             connection = host_node.connection_class(**host_node.connection_kwargs)
             await connection.connect()
@@ -255,7 +258,7 @@ class ScriptBatcher:
     async def _give_back(self, connection: AbstractConnection) -> None:
         """A broken connection, closed and returned to the pool it came from (a cluster's are ours)."""
         await connection.disconnect()
-        if not isinstance(self._client, RedisCluster):
+        if not self._cluster:
             await self._client.connection_pool.release(connection)
 
     async def close(self) -> None:
