@@ -117,14 +117,18 @@ class Admitter:
                      ttl_s=self._ttl_s)
         try:
             admission = await self._store.admit(ahead, team.limits, ask)
-        except (StoreUnavailable, asyncio.CancelledError):
+            if admission.admitted and admission.lease_slots:
+                self.leases.granted(ahead.reservation_id, ahead, ask, admission.lease_slots, team.limits,
+                                    rate_limit_headers(admission, team))
+        except StoreUnavailable:
             self._release(ahead, ask)
+        except asyncio.CancelledError:
+            self._release(ahead, ask)
+            raise
+        except Exception:  # a bug: requests go to the store one by one meanwhile
+            log.exception("asking for a lease of team %s failed", team.name)
+        finally:  # whatever happened, the requests waiting for it look again
             self.leases.answered(team.name)
-            return
-        if admission.admitted and admission.lease_slots:
-            self.leases.granted(ahead.reservation_id, ahead, ask, admission.lease_slots, team.limits,
-                                rate_limit_headers(admission, team))
-        self.leases.answered(team.name)
 
     def _release(self, hold: Hold, ask: LeaseAsk | None) -> None:
         unused = (1, ask.slots) if ask is not None else (1, 1)

@@ -143,3 +143,23 @@ async def test_a_shutdown_gives_every_lease_back_at_once(redis_process) -> None:
     assert not held(client, "roomy")
     assert client.zcard("gw:{roomy}:rpm") == 3
     await store.close()
+
+
+async def test_a_renewal_that_fails_unexpectedly_does_not_hold_up_the_teams_requests(redis_process) -> None:
+    class Failing(Counted):
+        async def admit(self, hold: Hold, limits: Limits, lease: LeaseAsk | None = None) -> Admission:
+            if lease is not None and lease.only:  # the background renewal
+                raise ValueError("store: a bug")
+            return await super().admit(hold, limits, lease)
+
+    store, admitter, settler, teams, routes = setup(redis_process.url, roomy={"rpm": 10_000})
+    failing = Failing(redis_process.url)
+    admitter._store = settler._store = admitter.leases._store = failing  # noqa: SLF001
+    for _ in range(30):  # through renewals that fail: each request is still admitted, in time
+        await asyncio.wait_for(serve(admitter, settler, teams["roomy"], routes, Usage(5, 7)), 2)
+    day, _ = utc_periods()
+    [usage] = await failing.usage("roomy", day, day)
+    assert usage.requests == 30
+    await admitter.leases.stop(timeout_s=2)
+    await store.close()
+    await failing.close()
