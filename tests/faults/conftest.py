@@ -85,6 +85,11 @@ class Invariants:
     def held(self) -> dict:
         return self.redis.hgetall(f"gw:{{{TEAM}}}:held")
 
+    def leased(self) -> int:
+        """Requests of the last minute admitted from a lease past its first (its slots "<id>:<n>"): the
+        fault exercised the leases, not only one-by-one admissions."""
+        return sum(b":" in member for member in self.redis.zrange(f"gw:{{{TEAM}}}:rpm", 0, -1))
+
     def inflight(self) -> float:
         text = httpx.get(self.gw.url + "/metrics", timeout=5).text
         return sum(sample.value for family in text_string_to_metric_families(text)
