@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gateway.accounting.outbox import Outbox
 from gateway.store import Hold, LeaseAsk, Limits, Store, StoreUnavailable
@@ -46,7 +46,7 @@ class Lease:
     used: int = 0  # requests handed out
     in_flight: int = 0  # handed out and not settled yet
     open: bool = True  # still admitting
-    renewing: bool = field(default=False)
+    renewing: bool = False  # its successor asked for
 
     def fits(self, hold: Hold, limits: Limits, now: float) -> bool:
         return (self.open and self.used < self.slots and hold.tokens <= self.tokens
