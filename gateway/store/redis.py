@@ -129,8 +129,7 @@ class RedisStore:
 
     async def release(self, team: str, reservation_id: str, ttl_s: float, unused: tuple[int, int] = (1, 1)) -> bool:
         keys = self._team_keys(team, "rpm", "reservations", "reservations:expiry", "held")
-        args = (reservation_id, round(ttl_s * 1000), *unused) if unused != (1, 1) else (reservation_id, round(ttl_s * 1000))
-        return bool(await self._fast_run("release", keys, args))
+        return bool(await self._fast_run("release", keys, (reservation_id, round(ttl_s * 1000), *unused)))
 
     async def settle(self, reservation_id: str, usage: UsageRecord, ttl_s: float = SETTLED_GRACE_S,
                      lease_id: str = "") -> bool:
