@@ -62,8 +62,9 @@ def test_smoke_run_measures_every_path_without_a_failed_request(tmp_path: Path) 
     assert "| gateway |" in run.stdout and "**Targets**" in run.stdout
     # The yardstick ran in the same run, and Redis's share of a request was measured.
     assert "of the bare proxy's, same run" in run.stdout
-    # A settlement per request; admissions mostly from leases, a store call per lease.
-    assert 1 <= results["redis"]["saturation gateway"][0]["calls_per_request"] < 1.9
+    # Fewer script calls than requests: the settlements of a loop turn share one, and admissions
+    # come mostly from leases, a store call per lease (without either, it was 2 a request).
+    assert 0 < results["redis"]["saturation gateway"][0]["calls_per_request"] < 1
 
     # Published, the file is the run's own tables under a method filled from the run's settings.
     from bench.publish import publish

@@ -1,11 +1,13 @@
 """The Redis store: quotas, reservations, usage and keys shared by every gateway process.
 
 Each operation that touches more than one key is one Lua script, so it is atomic
-and costs one round trip. Key layout (`gw` is the prefix):
+and costs one round trip; the settlements of a team that end in one loop turn share one
+(gateway.store.redis_settlements). Key layout (`gw` is the prefix):
 
     gw:{team}:rpm                   zset   request id -> admission time (ms); last 60 s; a lease's
                                            requests ("<lease id>", "<lease id>:2", ...) -> its end
-    gw:{team}:tpm                   zset   "<id>:<tokens>" -> settle time (ms); last 60 s
+    gw:{team}:tpm                   zset   "<id>:<tokens>" -> settle time (ms); last 60 s (one
+                                           entry per settlement call: its requests' tokens)
     gw:{team}:tpm:total             string sum of the tokens in gw:{team}:tpm
     gw:{team}:reservations          hash   live reservation (or lease) id -> "tokens|cost|day|month"
                                            (a lease's: what it still holds)
@@ -30,7 +32,7 @@ gateway processes agree on windows and expiries.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import fields, replace
 from datetime import date, timedelta
@@ -39,7 +41,6 @@ from typing import Any
 import orjson
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from gateway.ids import new_id
 from gateway.store.address import RedisAddress, parse_address
 from gateway.store.base import (
     SETTLED_GRACE_S,
@@ -56,6 +57,7 @@ from gateway.store.base import (
 from gateway.store.batch import ScriptBatcher
 from gateway.store.connect import connect
 from gateway.store.redis_scripts import SCRIPTS
+from gateway.store.redis_settlements import Settlements
 from gateway.store.windows import HELD_RETRY_MS, ROUTE_FIELDS, WINDOW_MS, check_amounts, next_day_ms, next_month_ms
 
 USAGE_TTL_S = 400 * 86_400  # daily usage outlives a year of reports
@@ -94,6 +96,7 @@ class RedisStore:
         self._max_records = max_records
         self._usage_ttl_s = usage_ttl_s
         self._known_teams: set[str] = set()  # teams this process has put in the team set
+        self._settlements = Settlements(self._settle_batch, self._settlement_keys, max_records, usage_ttl_s)
         # Connect, send, and a reload after SCRIPT FLUSH each get one timeout.
         self._deadline_s = 3 * timeout_s
 
@@ -134,21 +137,17 @@ class RedisStore:
     async def settle(self, reservation_id: str, usage: UsageRecord, ttl_s: float = SETTLED_GRACE_S,
                      lease_id: str = "") -> bool:
         check_amounts(usage.prompt_tokens, usage.completion_tokens, usage.cost_nano, usage.provider_cost_nano or 0)
-        keys = self._team_keys(usage.team, "tpm", "tpm:total", "reservations", "reservations:expiry",
-                               "held", f"day:{usage.day}", f"month:{usage.month}", "records")
-        args = (
-            reservation_id, new_id(),
-            usage.prompt_tokens + usage.completion_tokens, usage.cost_nano,
-            "" if usage.provider_cost_nano is None else usage.provider_cost_nano,
-            usage.prompt_tokens, usage.completion_tokens, f"{usage.model}|{usage.provider}",
-            orjson.dumps(usage), self._max_records, self._usage_ttl_s, round(ttl_s * 1000), lease_id,
-        )
-        if usage.team in self._known_teams:
-            recorded = await self._fast_run("settle", keys, args, self._replicas)
-        else:
-            async with self._answering():
-                recorded = await self._settle_first(usage.team, keys, args)
-        return bool(recorded)
+        return bool(await self._settlements.settle(reservation_id, usage, round(ttl_s * 1000), lease_id))
+
+    async def _settle_batch(self, team: str, keys: list[str], args: Callable[[], list[Any]]) -> list[int]:
+        if team in self._known_teams:
+            return await self._fast_run("settle", keys, args, self._replicas)
+        async with self._answering():
+            return await self._settle_first(team, keys, args())
+
+    def _settlement_keys(self, team: str, day: str, month: str) -> list[str]:
+        return self._team_keys(team, "tpm", "tpm:total", "reservations", "reservations:expiry",
+                               "held", f"day:{day}", f"month:{month}", "records")
 
     async def _settle_first(self, team: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Settle and add the team to the set records(None) reads, in one round trip.
@@ -317,7 +316,8 @@ class RedisStore:
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"redis: {exc.__class__.__name__}: {exc}") from exc
 
-    async def _fast_run(self, name: str, keys: Sequence[str], args: Sequence[Any], replicas: int = 0) -> Any:
+    async def _fast_run(self, name: str, keys: Sequence[str], args: Sequence[Any] | Callable[[], Sequence[Any]],
+                        replicas: int = 0) -> Any:
         """A script in this loop turn's batch; the batch's own deadline bounds the wait."""
         try:
             return await self._batch.run(name, keys, args, replicas)

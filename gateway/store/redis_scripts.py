@@ -38,10 +38,11 @@ Redis 7 (no EXPIRE NX/GT; any Redis >= 5 runs these scripts):
     log) or knows it was just made (an rpm log emptied by its trim), that answer serves.
     held gets no later deadline than reservations and its expiry zset, so it never
     outlives the reservations it sums;
-  - usage keys (day, month, records) get their TTL when the day's hash is created (its
-    "requests" HINCRBY answers 1) and the month's counter when it is (INCRBY answers the
+  - usage keys (day, month, records) get their TTL when the day's hash is created (a route's
+    "requests" HINCRBY answers what it added) and the month's counter when it is (INCRBY answers the
     amount added): a day's keys are written during that day, so they outlive their last
-    write by the usage ttl less at most a day. A usage ttl under USAGE_REFRESH_MIN_S
+    write by the usage ttl less at most a day. A usage ttl under
+    gateway.store.redis_settlement_script.REFRESH_MIN_S
     falls back to refreshing them on every call.
 """
 
@@ -52,10 +53,10 @@ from dataclasses import dataclass
 
 from gateway.store.redis_admission_scripts import ADMISSION_SCRIPTS
 from gateway.store.redis_key_scripts import KEY_SCRIPTS
+from gateway.store.redis_settlement_script import SETTLE
 from gateway.store.windows import WINDOW_MS
 
 PURGE_BATCH = 1_000  # most expired ids one call purges, so a backlog never blocks Redis long
-USAGE_REFRESH_MIN_S = 2 * 86_400  # below this, day/month/records TTLs are refreshed per call
 
 _COMMON = """
 local WINDOW = %(window)d
@@ -173,99 +174,6 @@ local function window_tokens(log, total, now)
 end
 """ % {"window": WINDOW_MS, "batch": PURGE_BATCH}
 
-_SETTLE = """
--- KEYS: tpm, tpm:total, reservations, reservations:expiry, held, day:<day>, month:<month>, records
--- ARGV: reservation id, log id, tokens, cost, provider cost ('' if unknown), prompt tokens,
---       completion tokens, "model|provider", record, max records, usage ttl s, remember ms,
---       the lease the request was admitted from ('' when its own reservation)
-local tpm_log, tpm_total, reservations, expiry, held, day_usage, month_spend, records = unpack(KEYS)
-local id, tokens, cost, provider_cost = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
-local prompt, completion, route, usage_ttl = ARGV[6], ARGV[7], ARGV[8], ARGV[11]
-local lease = ARGV[13] or ''
-local bad = check_amounts({tokens, cost, prompt, completion, ARGV[10], usage_ttl, ARGV[12]})
-  or check_amounts({provider_cost}, true)
-if bad then return bad end
-local now = clock_ms()
-
--- A request admitted from a lease: its id is known here only once settled (the tombstone), and
--- what it used leaves the lease's holds (a lease returned or expired meanwhile gave its all back).
-if lease ~= '' then
-  local expires = redis.call('ZSCORE', expiry, id)
-  if expires and tonumber(expires) > now then return 0 end  -- settled already
-  redis.call('ZADD', expiry, now + tonumber(ARGV[12]), id)
-  keep(expiry, tonumber(ARGV[12]))
-  local r = redis.call('HGET', reservations, lease)
-  local held_tokens, held_cost, day, month
-  if r then held_tokens, held_cost, day, month = string.match(r, '^(%%d+)|(%%d+)|([^|]*)|([^|]*)$') end
-  if held_tokens then
-    local used_tokens = math.min(tonumber(tokens), tonumber(held_tokens))
-    local used_cost = math.min(tonumber(cost), tonumber(held_cost))
-    redis.call('HSET', reservations, lease, string.format('%%d|%%d|%%s|%%s', tonumber(held_tokens) - used_tokens,
-                                                          tonumber(held_cost) - used_cost, day, month))
-    sane(held, {'tokens', 'd:' .. day, 'm:' .. month})
-    unhold(held, 'tokens', string.format('%%d', used_tokens))
-    unhold(held, 'd:' .. day, string.format('%%d', used_cost))
-    unhold(held, 'm:' .. month, string.format('%%d', used_cost))
-  end
-  id = ''  -- done with the reservation part
-end
-
--- No purge here (admit and spend purge before they count holds): the answer depends only
--- on the id's own entry. In the expiry zset with a future score, it is live (in the hash)
--- or settled (a tombstone); with a past score, or absent, its time is up (or it was never
--- admitted here): it is recorded and remembered a while more (ARGV[12] ms), so a retry of
--- the settlement is not counted twice.
-if id ~= '' then
-  local expires = redis.call('ZSCORE', expiry, id)
-  local r = redis.call('HGET', reservations, id)
-  if r then
-    -- Live (or expired but not purged yet): give its holds back. Its id stays in the
-    -- expiry zset as the tombstone.
-    unhold_all(held, r)
-    redis.call('HDEL', reservations, id)
-  elseif expires and tonumber(expires) > now then
-    return 0  -- settled already
-  end
-  if not expires or tonumber(expires) <= now then
-    redis.call('ZADD', expiry, now + tonumber(ARGV[12]), id)
-    keep(expiry, tonumber(ARGV[12]))
-  end
-end
-
-if tokens ~= '0' then
-  -- Admission trims the window before it counts it; here only the TTL matters. A log gone
-  -- (expired or emptied) takes its total with it.
-  local pttl = redis.call('PTTL', tpm_log)
-  if pttl == -2 then redis.call('DEL', tpm_total) end
-  redis.call('ZADD', tpm_log, now, ARGV[2] .. ':' .. tokens)
-  redis.call('INCRBY', tpm_total, tokens)
-  -- The log and its total are created, and re-expired, together.
-  if pttl < WINDOW then
-    redis.call('PEXPIRE', tpm_log, 2 * WINDOW)
-    redis.call('PEXPIRE', tpm_total, 2 * WINDOW)
-  end
-end
-
--- A day's totals are the sums of its routes' (the reader adds them up), but for cost_nano,
--- which admission reads against the day's budget. The first request of a route in a day
--- gives the usage keys their TTL (the day's first creates the hash).
-local refresh = redis.call('HINCRBY', day_usage, 'requests@' .. route, 1) == 1 or tonumber(usage_ttl) < %(refresh_min)d
-local totals = {prompt_tokens = prompt, completion_tokens = completion, cost_nano = cost}
-if provider_cost ~= '' then totals.provider_cost_nano = provider_cost end
-for name, amount in pairs(totals) do
-  if amount ~= '0' then redis.call('HINCRBY', day_usage, name .. '@' .. route, amount) end
-end
-if cost ~= '0' then redis.call('HINCRBY', day_usage, 'cost_nano', cost) end
-if refresh then redis.call('EXPIRE', day_usage, usage_ttl) end
--- A month's counter is made by the INCRBY that answers the amount added (a zero adds nothing).
-if cost ~= '0' and redis.call('INCRBY', month_spend, cost) == tonumber(cost) or refresh then
-  redis.call('EXPIRE', month_spend, usage_ttl)
-end
-redis.call('XADD', records, 'MAXLEN', '~', ARGV[10], '*', 'r', ARGV[9])
-if refresh then redis.call('EXPIRE', records, usage_ttl) end
-return 1
-""" % {"refresh_min": USAGE_REFRESH_MIN_S}
-
 _SPEND = """
 -- KEYS: reservations, reservations:expiry, held, day:<day>, month:<month>; ARGV: day, month
 local reservations, expiry, held, day_usage, month_spend = unpack(KEYS)
@@ -289,7 +197,7 @@ class _Script:
 
 SCRIPTS = {
     **{name: _Script.of(body) for name, body in ADMISSION_SCRIPTS.items()},
-    "settle": _Script.of(_SETTLE),
+    "settle": _Script.of(SETTLE),
     "spend": _Script.of(_SPEND),
     **{name: _Script.of(body, common=False) for name, body in KEY_SCRIPTS.items()},
 }
