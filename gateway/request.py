@@ -12,14 +12,25 @@ from __future__ import annotations
 import asyncio
 import time
 
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from gateway.config import ServerConfig
 from gateway.errors import GatewayError
 from gateway.ids import new_id
 
 MAX_REQUEST_ID = 128
+PROXY_HEADERS = frozenset((b"x-request-id", b"authorization", b"content-length", b"x-gateway-route"))
 DRAIN_FACTOR = 8  # an oversized body is read on to this many times the limit before the gateway gives up
+
+
+def proxy_headers(scope: Scope) -> dict[bytes, str]:
+    """The request headers the proxy path reads (PROXY_HEADERS), the first of each, in one pass over
+    the request's headers instead of one per header (names arrive lowercased, as ASGI has them)."""
+    found: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        if name in PROXY_HEADERS and name not in found:
+            found[name] = value.decode("latin-1")
+    return found
 
 
 def request_id(given: str | None) -> str:
