@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway import __version__
 from gateway.config import ProviderConfig, Timeouts, UpstreamConfig
 from gateway.errors import GatewayError, upstream_error
 from gateway.upstream.body import (
@@ -26,6 +27,7 @@ from gateway.upstream.body import (
 )
 
 _SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
+USER_AGENT = f"llm-gateway/{__version__}"
 
 
 @dataclass(slots=True)
@@ -58,8 +60,10 @@ class UpstreamClient:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30,
                                          enable_cleanup_closed=True)
         # Decompression is the gateway's own (gateway.upstream.body): bounded, where aiohttp's is not.
+        # No cookie jar: the session serves every team, and a jar would send one team's upstream
+        # cookies with the next team's requests.
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                              skip_auto_headers=("User-Agent",))
+                                              cookie_jar=aiohttp.DummyCookieJar())
         self.use(providers or {}, self._limits)
 
     def use(self, providers: dict[str, ProviderConfig], limits: UpstreamConfig) -> None:
@@ -168,11 +172,16 @@ def _answer(body: bytes, provider: str) -> dict[str, Any]:
 
 
 def request_headers(provider: ProviderConfig) -> dict[str, str]:
+    # The gateway's own user-agent: a request that names one is spared aiohttp's (whose skipping
+    # cost 3% of a request's CPU, a header set rebuilt per request).
     headers = {"content-type": "application/json", "accept": "application/json, text/event-stream",
-               "accept-encoding": ACCEPTED_ENCODINGS}
+               "accept-encoding": ACCEPTED_ENCODINGS, "user-agent": USER_AGENT}
     if provider.api_key:
         headers["authorization"] = f"Bearer {provider.api_key}"
-    headers.update(dict(provider.headers))
+    for name, value in dict(provider.headers).items():  # a provider's own header replaces the gateway's
+        for same in [known for known in headers if known.lower() == name.lower()]:
+            del headers[same]
+        headers[name] = value
     return headers
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateway.config import UpstreamConfig, parse_config
 from gateway.errors import GatewayError
-from gateway.upstream.client import UpstreamClient
+from gateway.upstream.client import UpstreamClient, request_headers
 from tests.fakes.server import BackgroundServer
 
 ANSWER = {"id": "c1", "object": "chat.completion", "choices": [{"message": {"content": "hi"}}],
@@ -51,8 +51,15 @@ def make_app() -> web.Application:
     async def gzip_stream(request: web.Request) -> web.Response:
         return web.Response(body=gzip.compress(b"data: {}\n\n"), headers={"content-encoding": "gzip"})
 
+    async def cookie(request: web.Request) -> web.Response:
+        # An upstream that sets a cookie, and says which request headers it was sent.
+        response = web.json_response({"cookie": request.headers.get("cookie"),
+                                      "user_agent": request.headers.get("user-agent")})
+        response.set_cookie("session", "team-a-secret")
+        return response
+
     app = web.Application()
-    for path, handler in {"/json": json_answer, "/gzip": gzipped, "/html": html, "/big-error": big_error,
+    for path, handler in {"/cookie": cookie, "/json": json_answer, "/gzip": gzipped, "/html": html, "/big-error": big_error,
                           "/secret-error": secret_error, "/stream": stream, "/json-stream": json_as_stream,
                           "/gzip-stream": gzip_stream}.items():
         app.router.add_post(path, handler)
@@ -90,6 +97,31 @@ async def failure(url: str, stream: bool = False, limits: UpstreamConfig | None 
 async def test_a_json_answer_arrives_parsed_and_as_sent(server: str) -> None:
     answer = await opened(server + "/json")
     assert answer.doc == ANSWER and orjson.loads(answer.first) == ANSWER
+
+
+async def test_a_cookie_an_upstream_sets_is_never_sent_back_with_anyones_request(server: str) -> None:
+    # One session serves every team: a jar would hand one team's upstream cookie to the next request.
+    # By a host name (a jar keeps no cookie of an IP address), as real providers are reached.
+    url = server.replace("127.0.0.1", "localhost") + "/cookie"
+    client = UpstreamClient()
+    await client.start({"p": PROVIDER})
+    try:
+        answers = []
+        for _ in range(2):
+            result = await client.open(PROVIDER, url, b"{}", stream=False, request_id="r-1")
+            result.response.close()
+            answers.append(result.doc)
+    finally:
+        await client.close()
+    assert [a["cookie"] for a in answers] == [None, None]
+    assert answers[0]["user_agent"].startswith("llm-gateway/")  # the gateway's own, not the library's
+
+
+def test_a_providers_own_header_replaces_the_gateways_whatever_its_case() -> None:
+    provider = parse_config({"providers": {"p": {"kind": "openai", "api_key": "k",
+                                                 "headers": {"User-Agent": "team-tool/2"}}}}, {}).providers["p"]
+    headers = request_headers(provider)
+    assert [(k, v) for k, v in headers.items() if k.lower() == "user-agent"] == [("User-Agent", "team-tool/2")]
 
 
 async def test_a_gzipped_answer_is_inflated_by_the_gateway(server: str) -> None:
