@@ -90,6 +90,12 @@ class Invariants:
         fault exercised the leases, not only one-by-one admissions."""
         return sum(b":" in member for member in self.redis.zrange(f"gw:{{{TEAM}}}:rpm", 0, -1))
 
+    def settled_together(self) -> int:
+        """Requests whose settlement went in one store call with another's: a call that records
+        tokens leaves one entry in the tpm log, however many requests it settled."""
+        with_tokens = sum(1 for r in self.record_list() if r.prompt_tokens + r.completion_tokens > 0)
+        return with_tokens - self.redis.zcard(f"gw:{{{TEAM}}}:tpm")
+
     def inflight(self) -> float:
         text = httpx.get(self.gw.url + "/metrics", timeout=5).text
         return sum(sample.value for family in text_string_to_metric_families(text)

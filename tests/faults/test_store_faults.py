@@ -72,6 +72,7 @@ def test_redis_paused_under_load_leaves_nothing_held_once_it_answers_again(hosti
         recorded = sorted(r.request_id for r in check.record_list() if r.request_id in asked)
         assert recorded == served  # every answered request recorded, once; nothing refused recorded
         assert check.leased() > 0  # admitted from leases too, before, during and after the pause
+        assert check.settled_together() > 0  # and settled in shared calls, retried ones included
 
 
 def test_redis_killed_and_restarted_under_load_recovers_without_a_restart(hostile, steady, redis_process) -> None:
