@@ -1,7 +1,7 @@
 """An upstream's body read within a cap, decompressed under the same cap.
 
-The gateway inflates gzip and deflate itself (aiohttp's own decompression is off), so
-that a small compressed answer cannot become gigabytes in memory: a body, compressed or
+The gateway inflates gzip and deflate itself, so that a small compressed answer cannot
+become gigabytes in memory: a body, compressed or
 not, that would pass its cap is refused as soon as it does.
 """
 
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
+
+if TYPE_CHECKING:
+    from gateway.upstream.http import Answer
 
 ACCEPTED_ENCODINGS = "gzip, deflate"  # what the gateway asks for; never one it cannot bound
 
@@ -55,19 +57,19 @@ class Decoder:
         return chunk
 
 
-async def read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
+async def read_body(response: Answer, limit: int) -> bytes:
     """The whole body, decoded; BodyTooLarge past `limit` (decoded), read no further than that."""
     decoder = Decoder(response.headers.get("content-encoding", ""), limit)
     declared = response.content_length
     if declared is not None and declared > limit and decoder._inflate is None:
         raise BodyTooLarge(f"the body announces {declared} bytes, over {limit}")
     parts = []
-    while chunk := await response.content.readany():
+    while chunk := await response.readany():
         parts.append(decoder.feed(chunk))
     return b"".join(parts)
 
 
-async def read_error_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
+async def read_error_body(response: Answer, limit: int) -> bytes:
     """As much of an error body as a message needs: the first `limit` bytes, the rest never read."""
     try:
         decoder = Decoder(response.headers.get("content-encoding", ""), limit)
@@ -75,7 +77,7 @@ async def read_error_body(response: aiohttp.ClientResponse, limit: int) -> bytes
         return b""
     parts: list[bytes] = []
     try:
-        while chunk := await response.content.readany():
+        while chunk := await response.readany():
             parts.append(decoder.feed(chunk))
     except (BodyTooLarge, UnknownEncoding):
         pass

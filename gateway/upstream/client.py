@@ -1,21 +1,20 @@
-"""The HTTP client that talks to upstreams: pooled connections, timeouts, error mapping.
+"""Upstream calls: a request sent, its answer read within its deadlines and limits, failures mapped.
 
-aiohttp, because its connection pool holds up under concurrency where httpx's does
-not (measured: about 2,400 against 250 requests/s through the same proxy).
+The connections are gateway.upstream.http's (keep-alive per origin, httptools parsing): aiohttp's
+client, used before, cost four times the CPU a request (bench/upstream_clients.py), and httpx's
+pool did not hold up under concurrency (about 2,400 against 250 requests/s through the same proxy).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from gateway import __version__
-from gateway.config import ProviderConfig, Timeouts, UpstreamConfig
+from gateway.config import ProviderConfig, UpstreamConfig
 from gateway.errors import GatewayError, upstream_error
 from gateway.upstream.body import (
     ACCEPTED_ENCODINGS,
@@ -25,7 +24,9 @@ from gateway.upstream.body import (
     read_body,
     read_error_body,
 )
+from gateway.upstream.http import Answer, Pool, Unreachable, target
 
+log = logging.getLogger("gateway.upstream")
 _SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
 USER_AGENT = f"llm-gateway/{__version__}"
 
@@ -34,7 +35,7 @@ USER_AGENT = f"llm-gateway/{__version__}"
 class Opened:
     """An upstream response past its status line: a whole body, or a stream's first bytes."""
 
-    response: aiohttp.ClientResponse
+    response: Answer
     status: int
     first: bytes  # the whole body (decoded) when not streaming
     started: float  # monotonic time the request was sent
@@ -53,27 +54,24 @@ class UpstreamClient:
 
     def __init__(self, limits: UpstreamConfig | None = None) -> None:
         self._limits = limits or UpstreamConfig()
-        self._session: aiohttp.ClientSession | None = None
-        self._headers: dict[str, dict[str, str]] = {}
+        self._pool: Pool | None = None
+        self._heads: dict[tuple[str, bool], bytes] = {}  # (provider, stream) -> its header lines
 
     async def start(self, providers: dict[str, ProviderConfig] | None = None) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30,
-                                         enable_cleanup_closed=True)
-        # Decompression is the gateway's own (gateway.upstream.body): bounded, where aiohttp's is not.
-        # No cookie jar: the session serves every team, and a jar would send one team's upstream
-        # cookies with the next team's requests.
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                              cookie_jar=aiohttp.DummyCookieJar())
+        self._pool = Pool()
         self.use(providers or {}, self._limits)
 
     def use(self, providers: dict[str, ProviderConfig], limits: UpstreamConfig) -> None:
         """Serve these providers (their keys and headers) and read answers within these limits."""
-        self._headers = {provider.name: request_headers(provider) for provider in providers.values()}
+        self._heads = {}
+        for provider in providers.values():
+            self._heads[provider.name, False] = header_block(provider, stream=False)
+            self._heads[provider.name, True] = header_block(provider, stream=True)
         self._limits = limits
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            self._pool.close()
 
     async def open(self, provider: ProviderConfig, url: str, body: bytes, *, stream: bool,
                    request_id: str) -> Opened:
@@ -82,30 +80,38 @@ class UpstreamClient:
         Raises a GatewayError marked retryable when another route could still succeed:
         a refused connection, a timeout before the first byte, 429 or 5xx.
         """
-        assert self._session is not None, "UpstreamClient.start() was not awaited"
+        assert self._pool is not None, "UpstreamClient.start() was not awaited"
         t = provider.timeouts
-        headers = self._headers.get(provider.name) or request_headers(provider)
-        if request_id or stream:
-            headers = {**headers, "x-request-id": request_id}
-            if stream:  # a stream is read as it comes: nothing to inflate in between
-                headers["accept-encoding"] = "identity"
+        where = target(url)
+        block = self._heads.get((provider.name, stream)) or header_block(provider, stream=stream)
+        if request_id and request_id.isprintable():
+            block += b"x-request-id: " + request_id.encode("latin-1", "replace") + b"\r\n"
+        data = b"POST %s HTTP/1.1\r\nhost: %s\r\n%scontent-length: %d\r\n\r\n%s" % (
+            where.path, where.host_header, block, len(body), body)
         # time.monotonic, not loop.time: uvloop's clock ticks in whole milliseconds.
         started = time.monotonic()
         response = None
         name, limits = provider.name, self._limits
         try:
             async with asyncio.timeout(t.first_byte_s):
-                response = await self._session.post(url, data=body, headers=headers, timeout=_timeout(t))
+                connection = await self._pool.connection(where.origin, t.connect_s)
+                response = connection.request(data, where.origin[1])
+                await response.head()
+                if 300 <= response.status < 400:  # followed, a redirect could point anywhere, inside too
+                    response.close()
+                    raise GatewayError(502, f"provider '{name}' answered {response.status}, a redirect, which the "
+                                       "gateway does not follow (is its base_url current?)", type="upstream_error",
+                                       code="upstream_redirect", retryable=True)
                 if response.status >= 400:
                     error_body = await read_error_body(response, limits.max_error_body_bytes)
                     response.close()
                     raise upstream_error(response.status, error_body, name, response.headers.get("retry-after"),
-                                         hosts=(response.url.host or "",))
+                                         hosts=(response.host,))
                 if stream:
                     first = await self._first_event_bytes(response, name)
             if stream:
                 return Opened(response, response.status, first, started, time.monotonic())
-            if response.content.is_eof():
+            if response.at_eof():
                 # The whole body came with the head, as small answers do: reading it cannot wait,
                 # so it needs no deadline (one costs 4 µs, about 2% of what a request costs the worker).
                 whole = await read_body(response, limits.max_body_bytes)
@@ -129,22 +135,24 @@ class UpstreamClient:
         except UnknownEncoding as exc:
             _close(response)
             raise invalid_response(name, str(exc)) from None
-        except aiohttp.ClientConnectorError as exc:
-            reason = os.strerror(exc.os_error.errno) if exc.os_error.errno else "no connection"
-            raise GatewayError(502, f"could not connect to provider '{name}': {reason.lower()}",
+        except Unreachable as exc:
+            raise GatewayError(502, f"could not connect to provider '{name}': {exc}",
                                type="upstream_error", code="upstream_unreachable", retryable=True) from None
-        except (aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:
             _close(response)
             raise GatewayError(502, f"provider '{name}' failed: {type(exc).__name__}",
                                type="upstream_error", code="upstream_failed", retryable=True) from None
+        except asyncio.CancelledError:  # the request is over: a connection mid-answer is not reused
+            _close(response)
+            raise
 
-    async def _first_event_bytes(self, response: aiohttp.ClientResponse, provider: str) -> bytes:
+    async def _first_event_bytes(self, response: Answer, provider: str) -> bytes:
         """A stream's first bytes, if they are the start of an event stream; never compressed
         (the gateway asks for none)."""
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise invalid_response(provider, f"a stream in content-encoding {encoding[:40]!r}")
-        first = await response.content.readany()
+        first = await response.readany()
         if not first:
             raise invalid_response(provider, "the stream ended before its first event")
         if not _looks_like_sse(first):
@@ -172,8 +180,6 @@ def _answer(body: bytes, provider: str) -> dict[str, Any]:
 
 
 def request_headers(provider: ProviderConfig) -> dict[str, str]:
-    # The gateway's own user-agent: a request that names one is spared aiohttp's (whose skipping
-    # cost 3% of a request's CPU, a header set rebuilt per request).
     headers = {"content-type": "application/json", "accept": "application/json, text/event-stream",
                "accept-encoding": ACCEPTED_ENCODINGS, "user-agent": USER_AGENT}
     if provider.api_key:
@@ -185,12 +191,24 @@ def request_headers(provider: ProviderConfig) -> dict[str, str]:
     return headers
 
 
-def _timeout(t: Timeouts) -> aiohttp.ClientTimeout:
-    # sock_read bounds the idle time between chunks; the first byte and total are
-    # bounded by the caller, who knows whether the client is still there.
-    return aiohttp.ClientTimeout(total=None, connect=t.connect_s, sock_read=t.idle_s)
+def header_block(provider: ProviderConfig, *, stream: bool) -> bytes:
+    """A provider's request header lines, made once: a stream is asked for uncompressed (it is read
+    as it comes, with nothing to inflate in between)."""
+    headers = request_headers(provider)
+    if stream:
+        for name in [known for known in headers if known.lower() == "accept-encoding"]:
+            del headers[name]
+        headers["accept-encoding"] = "identity"
+    lines = []
+    for name, value in headers.items():
+        if any(c in name + value for c in "\r\n\0") or ":" in name or not (name + value).isascii():
+            log.warning("provider %s: header %r is not sent (a line break, a colon in its name, or not ASCII)",
+                        provider.name, name[:40])
+            continue
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines).encode("ascii")
 
 
-def _close(response: aiohttp.ClientResponse | None) -> None:
+def _close(response: Answer | None) -> None:
     if response is not None:
         response.close()

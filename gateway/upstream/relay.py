@@ -101,7 +101,7 @@ class Relay:
         t = self._timeouts
         deadline = self._opened.started + t.total_s
         async with asyncio.timeout(min(t.idle_s, max(deadline - time.monotonic(), 0.001))):
-            return await self._opened.response.content.readany()
+            return await self._opened.response.readany()
 
     async def _pump(self, send: Send) -> int:
         chunk = self._opened.first
@@ -139,7 +139,7 @@ class Relay:
         """
         await asyncio.sleep(0)  # let bytes already read off the socket reach the stream reader
         try:
-            arrived = self._opened.response.content.read_nowait()
+            arrived = self._opened.response.read_nowait()
             if arrived:
                 self._tap.feed(arrived)
             while self._finish_abandoned and self._tap.usage is None:

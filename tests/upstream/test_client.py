@@ -58,8 +58,11 @@ def make_app() -> web.Application:
         response.set_cookie("session", "team-a-secret")
         return response
 
+    async def moved(request: web.Request) -> web.Response:
+        return web.Response(status=307, headers={"location": "http://10.0.0.7:8000/v1/chat/completions"})
+
     app = web.Application()
-    for path, handler in {"/cookie": cookie, "/json": json_answer, "/gzip": gzipped, "/html": html, "/big-error": big_error,
+    for path, handler in {"/cookie": cookie, "/moved": moved, "/json": json_answer, "/gzip": gzipped, "/html": html, "/big-error": big_error,
                           "/secret-error": secret_error, "/stream": stream, "/json-stream": json_as_stream,
                           "/gzip-stream": gzip_stream}.items():
         app.router.add_post(path, handler)
@@ -122,6 +125,12 @@ def test_a_providers_own_header_replaces_the_gateways_whatever_its_case() -> Non
                                                  "headers": {"User-Agent": "team-tool/2"}}}}, {}).providers["p"]
     headers = request_headers(provider)
     assert [(k, v) for k, v in headers.items() if k.lower() == "user-agent"] == [("User-Agent", "team-tool/2")]
+
+
+async def test_a_redirect_is_not_followed_but_refused_as_retryable(server: str) -> None:
+    error = await failure(server + "/moved")
+    assert (error.status, error.code, error.retryable) == (502, "upstream_redirect", True)
+    assert "10.0.0.7" not in error.message
 
 
 async def test_a_gzipped_answer_is_inflated_by_the_gateway(server: str) -> None:
