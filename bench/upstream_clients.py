@@ -1,15 +1,14 @@
-"""What the upstream HTTP client costs the gateway per request, against the least an HTTP/1.1 client can.
+"""What the upstream HTTP client costs the gateway per request, against aiohttp's and the least one can.
 
     python -m bench.upstream_clients [--requests 20000] [--concurrency 1 16] [--rounds 3]
 
 Starts the harness's nginx upstream on a free loopback port and sends it the same chat
-completion through (1) the gateway's own `UpstreamClient.open` (aiohttp, configured as the
-gateway runs it, reading and parsing the whole answer) and (2) a floor: keep-alive
-connections on raw asyncio, the request written in one send, the answer parsed by httptools,
-under the same first-byte deadline, no decompression, no limits. Per cell: process CPU per
-request and requests/s, median of the rounds. The difference is what a leaner client could
-save at most; the floor is not a client the gateway could ship as is (no TLS, no pool
-expiry, no error mapping).
+completion through (1) the gateway's own `UpstreamClient.open` (gateway/upstream/http.py, with
+its deadlines, limits and the answer parsed as JSON), (2) aiohttp's ClientSession as the gateway
+used it before (no cookie jar, no decompression, the same headers, reading the whole answer),
+and (3) a floor: keep-alive connections on raw asyncio, the request written in one send, the
+answer parsed by httptools under a deadline, nothing else. Per cell: process CPU per request
+and requests/s, median of the rounds.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import httptools
 import uvloop
 
@@ -69,6 +69,25 @@ async def _gateway_client(port: int) -> tuple[One, Callable[[], Awaitable[None]]
         opened.response.close()
 
     return one, client.close
+
+
+async def _aiohttp_client(port: int) -> tuple[One, Callable[[], Awaitable[None]]]:
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+                                    auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar())
+    url, body = f"http://127.0.0.1:{port}/v1/chat/completions", payloads.request_body(payloads.JSON_MODEL)
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+               "accept-encoding": "gzip, deflate", "user-agent": "bench", "authorization": "Bearer k",
+               "x-request-id": "bench-request"}
+    timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=30)
+
+    async def one() -> None:
+        async with asyncio.timeout(10):
+            response = await session.post(url, data=body, headers=headers, timeout=timeout)
+        async with asyncio.timeout(10):
+            await response.read()
+        response.close()
+
+    return one, session.close
 
 
 async def _floor_client(port: int) -> tuple[One, Callable[[], Awaitable[None]]]:
@@ -121,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    clients = {"gateway's UpstreamClient (aiohttp)": _gateway_client, "floor (asyncio + httptools)": _floor_client}
+    clients = {"gateway's UpstreamClient": _gateway_client, "aiohttp ClientSession (before)": _aiohttp_client,
+               "floor (asyncio + httptools)": _floor_client}
     with tempfile.TemporaryDirectory(prefix="bench-upstream-clients-") as tmp:
         upstream = stack.start_nginx_upstream(Path(tmp))
         try:
