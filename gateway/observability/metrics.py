@@ -50,7 +50,8 @@ STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 # The reason label of an upstream failure, from the GatewayError the attempt raised.
 _REASON_BY_CODE = {"upstream_timeout": "timeout", "upstream_unreachable": "unreachable",
                    "upstream_failed": "connection", "upstream_auth_failed": "auth",
-                   "upstream_invalid_response": "invalid_response", "upstream_response_too_large": "too_large"}
+                   "upstream_invalid_response": "invalid_response", "upstream_redirect": "invalid_response",
+                   "upstream_response_too_large": "too_large"}
 UPSTREAM_REASONS = ("timeout", "unreachable", "connection", "auth", "rate_limited", "server_error",
                     "client_error", "invalid_response", "too_large", "stream_timeout", "stream_broken")
 ESTIMATE_REASONS = ("absent", "invalid")
