@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import logging
 import os
 import signal
@@ -23,7 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 from gateway import admin
 from gateway.config import Config, ConfigError, load_config_text, read_config_text
 from gateway.errors import GatewayError
-from gateway.proxy import find_model, proxy
+from gateway.proxy import allows, find_model, proxy
 from gateway.request import request_id
 from gateway.responses.stored import from_bytes, response_not_found
 from gateway.server import GatewayProtocol
@@ -191,7 +190,7 @@ async def list_models(request: Request) -> Response:
         return error.response()
     created = int(gw.started_at)
     data = [{"id": name, "object": "model", "created": created, "owned_by": "gateway"}
-            for name in gw.config.models if any(fnmatch.fnmatchcase(name, p) for p in team.models)]
+            for name in gw.config.models if allows(team.models, name)]
     return _json({"object": "list", "data": data})
 
 

@@ -146,7 +146,7 @@ async def test_what_a_connection_is_given_in_one_loop_turn_leaves_in_one_send() 
     corked.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
     corked.write(b"{}")
     assert wire.sent == []
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn: the very boundary under test, not a wait for something
     assert wire.sent == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
     corked.write(b"last")
     corked.close()  # what is pending goes before the close
