@@ -89,6 +89,7 @@ class NativeTap(StreamTap):
         if not isinstance(response, dict) or not _FINAL.search(event):
             return event + end
         self.response = response
+        self.complete = True
         try:
             self.usage = usage_from_doc(response, self._profile) or self.usage
         except InvalidUsage as error:
@@ -124,6 +125,11 @@ class TranslatingTap:
     @property
     def saw_event(self) -> bool:
         return self._chat.saw_event
+
+    @property
+    def complete(self) -> bool:
+        """The chat stream's [DONE] has passed; `flush` then makes the final event."""
+        return self._chat.complete
 
     def feed(self, chunk: bytes) -> bytes:
         return self._translate(self._chat.feed(chunk))

@@ -5,6 +5,11 @@ arrives, closes the upstream as soon as the client goes away (or, for a provider
 bills abandoned requests anyway, reads on to its usage), and ends a stream that fails
 after its first byte (a timeout, a broken connection, an event past its size, a
 shutdown) with an error event the OpenAI SDK raises, never with a cut body.
+
+A stream is over for the client at its last event (`data: [DONE]`, a Responses stream's
+final event), not at the upstream's end of body: clients close on that event, often before
+the upstream's last bytes arrive, and have had the whole answer; an upstream that lingers
+after it is neither waited for nor relayed.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from gateway.upstream.client import Opened
 from gateway.upstream.tap import EventTooLarge
 
 SHUTDOWN = 503  # the status a stream cut by the gateway's own shutdown is settled under
+# After the last event, what the upstream still sends (the end of a chunked body, mostly here
+# already) is read so that its connection can carry the next request; this much, at most.
+REST_S = 0.5
+MAX_REST_BYTES = 64 << 10
 
 
 class Tap(Protocol):
@@ -32,6 +41,11 @@ class Tap(Protocol):
     def flush(self) -> bytes: ...
 
     def failure(self, message: str, kind: str) -> bytes: ...
+
+    @property
+    def complete(self) -> bool:
+        """The stream's last event has passed: the client has the whole answer."""
+        ...
 
 
 @dataclass(slots=True)
@@ -67,12 +81,15 @@ class Relay:
         watcher = asyncio.create_task(self._watch_disconnect(receive, relay))
         try:
             status = await self._deliver(send, relay)
+            ended_at = time.monotonic()
             if status == 499:
                 await self._read_abandoned()
+            elif self._tap.complete:
+                await self._read_rest()
         finally:
             watcher.cancel()
             self._opened.response.close()
-        return StreamEnd(status, time.monotonic())
+        return StreamEnd(status, ended_at)
 
     async def _deliver(self, send: Send, relay: asyncio.Task) -> int:
         """The stream to the client: its status, 499 when the client left before the end."""
@@ -90,9 +107,9 @@ class Relay:
                 await self.fail(send, "the gateway is shutting down; the stream was cut", "gateway_shutdown")
                 raise
             relay.uncancel()
-            return 499
+            return self._left()
         except OSError:  # the client's socket broke under a send
-            return 499
+            return self._left()
         finally:
             self._delivering = False  # from here on a disconnect must not cancel the reading of the rest
 
@@ -110,6 +127,8 @@ class Relay:
                 out = self._tap.feed(chunk)
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
+                if self._tap.complete:
+                    break
                 try:
                     chunk = await self._read_next()
                 except TimeoutError:
@@ -130,6 +149,28 @@ class Relay:
         self.finished = True
         await send({"type": "http.response.body", "body": rest, "more_body": False})
         return 200
+
+    def _left(self) -> int:
+        """The status of a stream whose client went away: 200 when it had the last event already."""
+        return 200 if self._tap.complete else 499
+
+    async def _read_rest(self) -> None:
+        """Read what follows the last event, none of it relayed, so the connection can be reused;
+        an upstream that sends more, or lingers, has its connection closed instead."""
+        response = self._opened.response
+        if response.at_eof():
+            return
+        rest = 0
+        try:
+            async with asyncio.timeout(REST_S):
+                while rest <= MAX_REST_BYTES and (chunk := await response.readany()):
+                    rest += len(chunk)
+        except asyncio.CancelledError:  # a shutdown: the client has its whole answer, so no 503 for it
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        except Exception:
+            pass
 
     async def _read_abandoned(self) -> None:
         """Take in what the upstream sent that the client will never get: it is billed.
@@ -166,6 +207,6 @@ class Relay:
             message = await receive()
             if message["type"] == "http.disconnect":
                 self._client_gone = True
-                if self._delivering:
+                if self._delivering and not self._tap.complete:
                     relay.cancel()
                 return

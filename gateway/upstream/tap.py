@@ -20,6 +20,7 @@ from providers import Profile
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _DELTA = re.compile(rb'"(?:content|text)"\s*:\s*"(?!")')
 _EVENT_END = b"\n\n"
+_DONE_ENDS = (b"[DONE]\n\n", b"[DONE]\r\n\r\n")
 
 
 class EventTooLarge(Exception):
@@ -35,7 +36,7 @@ class StreamTap:
     """
 
     __slots__ = ("_profile", "_wants_usage", "_max_event_bytes", "_tail", "usage", "deltas", "invalid_usage",
-                 "saw_event")
+                 "saw_event", "complete")
     _delta = _DELTA  # what a content-bearing event looks like, for counting
 
     def __init__(self, profile: Profile, wants_usage: bool, max_event_bytes: int = 16 << 20) -> None:
@@ -47,6 +48,7 @@ class StreamTap:
         self.deltas = 0  # content-bearing events seen: one token each on every server we know
         self.invalid_usage: str | None = None  # why the upstream's usage could not be billed, if it could not
         self.saw_event = False  # a stream that ends without one complete event is no answer
+        self.complete = False  # its last event (`data: [DONE]`) has passed
 
     def feed(self, chunk: bytes) -> bytes:
         """What the client should get now; raises EventTooLarge past the size of one event."""
@@ -62,6 +64,8 @@ class StreamTap:
             raise EventTooLarge(f"an event grew past {self._max_event_bytes} bytes")
         self.saw_event = True
         self.deltas += len(self._delta.findall(ready))
+        if ready.endswith(_DONE_ENDS):
+            self.complete = self.complete or ends_with_done(ready)
         if not self._wanted(ready):
             return ready
         end = b"\r\n\r\n" if b"\r\n\r\n" in ready else _EVENT_END  # keep the upstream's framing
@@ -147,6 +151,12 @@ def last_event_end(data: bytes) -> int:
     if lf < 0 and crlf < 0:
         return -1
     return max(lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1)
+
+
+def ends_with_done(ready: bytes) -> bool:
+    """Whether the last of these complete events is `data: [DONE]`, the end of an OpenAI stream."""
+    line = ready.rstrip(b"\r\n").rpartition(b"\n")[2]
+    return line.startswith(b"data:") and line[5:].strip() == b"[DONE]"
 
 
 def data_of(event: bytes) -> bytes | None:

@@ -41,6 +41,9 @@ class Upstream:
             out += item if isinstance(item, bytes) else b""
         return out
 
+    def at_eof(self) -> bool:
+        return False  # as an upstream whose end of body has not arrived yet
+
     @property
     def content(self) -> Upstream:
         return self
@@ -90,6 +93,37 @@ async def test_a_stream_passes_through_as_it_came_and_ends_whole() -> None:
     assert end.status == 200 and client.ended() and upstream.closed
     assert client.body() == CHUNK * 2 + USAGE + b"data: [DONE]\n\n"
     assert (tap.usage.prompt_tokens, tap.usage.completion_tokens, tap.deltas) == (3, 2, 2)
+
+
+async def test_the_stream_ends_for_the_client_at_its_last_event_though_the_upstream_lingers() -> None:
+    upstream, client = Upstream(), Client()
+    upstream.chunks.put_nowait(USAGE + b"data: [DONE]\n\n")  # and then nothing, not even its end
+    stream, _ = relay(upstream, idle_s=30)
+    running = asyncio.create_task(stream.run(client.receive, client.send))
+    await eventually(client.ended, 1, "the client's response ended")
+    assert client.body() == CHUNK + USAGE + b"data: [DONE]\n\n"
+    end = await asyncio.wait_for(running, 2)  # the upstream's rest is waited for briefly, then its connection closed
+    assert end.status == 200 and upstream.closed
+
+
+async def test_what_follows_the_last_event_is_read_for_the_connection_but_not_relayed() -> None:
+    upstream, client = Upstream(), Client()
+    for item in (b"data: [DONE]\n\n", b'data: {"choices":[]}\n\n', b""):
+        upstream.chunks.put_nowait(item)
+    end = await relay(upstream)[0].run(client.receive, client.send)
+    assert end.status == 200 and client.body() == CHUNK + b"data: [DONE]\n\n"
+    assert upstream.chunks.empty()  # read to its end: a real connection goes back to the pool
+
+
+async def test_a_client_that_leaves_after_the_last_event_had_its_whole_answer() -> None:
+    upstream, client = Upstream(), Client()
+    upstream.chunks.put_nowait(b"data: [DONE]\n\n")
+    stream, _ = relay(upstream)
+    running = asyncio.create_task(stream.run(client.receive, client.send))
+    await eventually(lambda: client.body().endswith(b"[DONE]\n\n"), 1, "the last event delivered")
+    client.gone.set()  # as the OpenAI SDK does at [DONE], before the upstream's end of body
+    end = await asyncio.wait_for(running, 2)
+    assert end.status == 200
 
 
 async def test_an_idle_upstream_ends_the_stream_with_a_timeout_event() -> None:

@@ -255,9 +255,25 @@ def test_a_deepinfra_stream_cut_before_its_finish_chunk_counts_its_deltas_withou
 
 
 def test_a_content_delta_reading_done_does_not_end_the_stream() -> None:
-    stream = event(chat_chunk({"content": "[DONE]"}))
-    _, tap = tap_all("openai", False, stream, None)
-    assert tap.deltas == 1
+    for content in ("[DONE]", "data: [DONE]", "\n\ndata: [DONE]"):
+        stream = event({"choices": [{"delta": {"content": content}}]})  # the content last, just before the end
+        _, tap = tap_all("openai", False, stream, None)
+        assert tap.deltas == 1 and not tap.complete
+    _, tap = tap_all("openai", False, b"data: garbage ending in [DONE]\n\n", None)
+    assert not tap.complete
+
+
+@pytest.mark.parametrize("size", SPLITS)
+def test_the_stream_is_complete_once_its_done_event_has_passed(size: int | None) -> None:
+    stream, _ = openai_stream()
+    for framed in (stream, stream.replace(b"\n", b"\r\n"), stream.replace(b"data: [DONE]", b"data:[DONE]")):
+        tap = StreamTap(PROFILES["openai"], True)
+        parts = pieces(framed, size)
+        for part in parts[:-1]:
+            tap.feed(part)
+        assert not tap.complete or parts[-1].strip(b"\r\n") == b""
+        tap.feed(parts[-1])
+        assert tap.complete
 
 
 def test_events_framed_with_crlf_pass_as_they_arrive_and_are_read() -> None:
