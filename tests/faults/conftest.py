@@ -25,7 +25,8 @@ KEY = "sk-fault-team"
 TEAM = "faulty"
 FAULTS = ["usage-strings", "usage-negative", "usage-floats", "usage-true", "usage-huge", "usage-list",
           "usage-negative-cost", "usage-nan-cost", "html", "truncated", "empty", "gzip-bomb", "huge-error",
-          "no-separator", "trickle", "stall", "hang", "reset", "huge-event", "slow-stream", "bad-vectors"]
+          "no-separator", "trickle", "stall", "hang", "reset", "huge-event", "slow-stream", "bad-vectors",
+          "linger"]
 PRICE = {"input_per_mtok": 1.0, "output_per_mtok": 2.0}  # 1,000 and 2,000 nano-dollars a token
 MAX_WORKER_RSS_MB = 250
 

@@ -5,17 +5,19 @@ an unserved one is not; and afterwards nothing is held, nothing is in flight, me
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 
 import httpx
+import openai
 import orjson
 import pytest
 
 from gateway.call import read_call
 from tests.fakes import FakeProvider
 from tests.faults.conftest import KEY, Invariants, fault_config
-from tests.faults.upstream import BAD_USAGES, COMPLETION_TOKENS, PROMPT_TOKENS, WORDS, HostileUpstream
+from tests.faults.upstream import BAD_USAGES, COMPLETION_TOKENS, LINGER_S, PROMPT_TOKENS, WORDS, HostileUpstream
 from tests.gateway_process import GatewayProcess
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -157,6 +159,29 @@ def test_a_stream_that_stalls_ends_with_an_error_event_and_bills_what_passed(gat
     check.hold()
 
 
+def test_a_stream_ends_at_its_last_event_though_the_upstream_lingers_before_its_end(gateway, check) -> None:
+    started = time.monotonic()
+    response, body, request_id = ask(gateway, "linger", stream=True, usage=True)
+    assert response.status_code == 200 and body.endswith(b"data: [DONE]\n\n") and b'"error"' not in body
+    assert time.monotonic() - started < LINGER_S  # not held open until the upstream's end of body
+    record = check.record(request_id)
+    assert (record.status, record.cost_nano) == (200, cost(PROMPT_TOKENS, COMPLETION_TOKENS))
+    check.hold()
+
+
+def test_a_client_that_closes_at_done_is_settled_as_served_not_as_gone(gateway, check) -> None:
+    # The OpenAI SDK closes its connection at [DONE], before the upstream's end of body arrives.
+    request_id = uuid.uuid4().hex
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=KEY, max_retries=0, timeout=30)
+    chunks = list(client.chat.completions.create(model="linger", messages=MESSAGES, stream=True,
+                                                 stream_options={"include_usage": True},
+                                                 extra_headers={"x-request-id": request_id}))
+    assert chunks[-1].usage.completion_tokens == COMPLETION_TOKENS
+    record = check.record(request_id)
+    assert (record.status, record.cost_nano) == (200, cost(PROMPT_TOKENS, COMPLETION_TOKENS))
+    check.hold()
+
+
 def test_an_upstream_that_never_answers_is_a_504_not_billed(gateway, check) -> None:
     response, body, request_id = ask(gateway, "hang")
     assert response.status_code == 504 and error_of(body)["code"] == "upstream_timeout"
@@ -241,6 +266,15 @@ def test_a_translated_responses_answer_from_garbage_is_an_error_or_billed_from_t
         assert record.cost_nano > 0
     else:
         assert response.status_code == 502 and record.cost_nano == 0
+    check.hold()
+
+
+def test_a_translated_responses_stream_ends_at_the_chat_streams_last_event(gateway, check) -> None:
+    started = time.monotonic()
+    response, body, request_id = ask_responses(gateway, "linger", stream=True)
+    assert response.status_code == 200 and last_event(body)["type"] == "response.completed"
+    assert time.monotonic() - started < LINGER_S
+    assert check.record(request_id).status == 200
     check.hold()
 
 

@@ -19,6 +19,7 @@ from tests.fakes.server import BackgroundServer
 
 PROMPT_TOKENS = 11
 COMPLETION_TOKENS = 7
+LINGER_S = 3.0  # past the gateway's idle timeout in these tests
 WORDS = ["Hello", " from", " a", " broken", " upstream", " that", " talks"]  # 7 deltas, 7 tokens
 BAD_USAGES = {  # model id -> the usage object it reports (all of them unbillable)
     "usage-strings": {"prompt_tokens": "11", "completion_tokens": "7"},
@@ -150,6 +151,8 @@ class HostileUpstream:
                 await response.write(last.rstrip(b"\n"))  # the stream ends without the final blank line
                 return response
             await response.write(last + b"data: [DONE]\n\n")
+            if model == "linger":
+                await asyncio.sleep(LINGER_S)  # the body's end comes late, well after the last event
             return response
         finally:
             self.open_streams -= 1
