@@ -27,6 +27,7 @@ class Side:
     gateway: stack.GatewayService | None = None
     rps: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)
+    sat_p99_ms: list[float] = field(default_factory=list)  # closed loop: pauses of a worker's loop show here
     p50_ms: list[float] = field(default_factory=list)
     p99_ms: list[float] = field(default_factory=list)
     fixed_cpu_us: list[float] = field(default_factory=list)  # at the fixed rate: no queueing to flatter it
@@ -68,6 +69,7 @@ def compare(directory: Path, a: Path, b: Path, *, workers: int, rounds: int, sec
                 side.redis_us.append(redis_cost.cost(redis_before, redis_cost.snapshot(redis.port),
                                                      sat.requests).cpu_us_per_request)
                 side.rps.append(sat.rps)
+                side.sat_p99_ms.append(sat.p99_ms)
                 side.cpu_us.append(cpu / max(sat.requests, 1) * 1e6)
                 side.errors += sat.errors
                 before = sum(cpu_seconds(p) or 0 for p in pids)
@@ -95,6 +97,7 @@ def render(sides: list[Side], direct_p50: list[float], *, rounds: int, seconds: 
 
     rows = [
         ("requests/s (wrk saturation)", a.rps, b.rps, ",.0f"),
+        ("p99 at saturation (ms)", a.sat_p99_ms, b.sat_p99_ms, ".1f"),
         ("worker CPU per request at saturation (us)", a.cpu_us, b.cpu_us, ",.0f"),
         ("Redis CPU per request at saturation (us)", a.redis_us, b.redis_us, ",.1f"),
         (f"worker CPU per request at {rate:g} req/s (us)", a.fixed_cpu_us, b.fixed_cpu_us, ",.0f"),
