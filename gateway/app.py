@@ -103,9 +103,10 @@ def with_request_id(scope: Scope, send: Send) -> Send:
 
 
 def create_app(config: Config, gateway: Gateway | None = None, *, path: str | None = None,
-               text: str | None = None) -> GatewayApp:
-    """The app for `config`; `path` and `text` say where it came from, for a reload to read it again."""
-    gw = gateway or Gateway(config, path=path, text=text)
+               text: str | None = None, owns_process: bool = False) -> GatewayApp:
+    """The app for `config`; `path` and `text` say where it came from, for a reload to read it again;
+    `owns_process` as for Gateway."""
+    gw = gateway or Gateway(config, path=path, text=text, owns_process=owns_process)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -179,7 +180,7 @@ def app_from_env() -> GatewayApp:
     text = read_config_text(path)
     config = load_config_text(text, path)
     GatewayProtocol.configure(config.server)
-    return create_app(config, path=path, text=text)
+    return create_app(config, path=path, text=text, owns_process=True)
 
 
 async def list_models(request: Request) -> Response:

@@ -14,6 +14,7 @@ from gateway.accounting.settlement import Settler
 from gateway.auth import KeyRing
 from gateway.config import Config, ConfigError
 from gateway.dedicated import DedicatedEndpoints
+from gateway.heap import freeze_long_lived
 from gateway.mock import MockServers
 from gateway.observability.gauges import StateGauges
 from gateway.observability.metrics import Metrics
@@ -29,11 +30,16 @@ DRAIN_TIMEOUT_S = 5.0  # at shutdown, how long settlements in flight may take to
 
 
 class Gateway:
-    """`config` and `router` are what new requests run on; `apply` swaps both at once (a reload)."""
+    """`config` and `router` are what new requests run on; `apply` swaps both at once (a reload).
+
+    `owns_process`: the gateway is all its process serves (a worker), so what it holds once
+    started is frozen out of garbage collections (gateway.heap).
+    """
 
     def __init__(self, config: Config, store: Store | None = None, *, path: str | None = None,
-                 text: str | None = None) -> None:
+                 text: str | None = None, owns_process: bool = False) -> None:
         self.config = config
+        self.owns_process = owns_process
         self.started_at = time.time()
         self.metrics = Metrics(config)
         self.store = self.metrics.metered(store or open_store(config.store.url, timeout_s=config.store.timeout_s,
@@ -85,6 +91,8 @@ class Gateway:
         if self.request_log is not None:
             self.request_log.start()
         await self.reloader.start()
+        if self.owns_process:
+            freeze_long_lived()
 
     async def apply(self, config: Config) -> None:
         """Serve `config` from the next request on; requests running keep theirs to the end.
@@ -104,6 +112,8 @@ class Gateway:
         self.gauges = StateGauges(self.metrics, config, router, self.store, self.outbox)
         await self.signals.start()
         self.gauges.start()
+        if self.owns_process:
+            freeze_long_lived()
 
     async def stop(self) -> None:
         # The server stopped taking requests and cancelled those past its grace period: their
