@@ -70,6 +70,7 @@ class Relay:
         self._before_end = before_end  # awaited before the stream's last bytes go out
         self._client_gone = False
         self._delivering = False
+        self._delivered_last = False  # the send holding the stream's last event returned
         self.started = False
         self.finished = False
         self.error_code: str | None = None  # the code of the error event that ended the stream, if any
@@ -81,15 +82,14 @@ class Relay:
         watcher = asyncio.create_task(self._watch_disconnect(receive, relay))
         try:
             status = await self._deliver(send, relay)
-            ended_at = time.monotonic()
             if status == 499:
                 await self._read_abandoned()
-            elif self._tap.complete:
+            elif self._delivered_last:
                 await self._read_rest()
         finally:
             watcher.cancel()
             self._opened.response.close()
-        return StreamEnd(status, ended_at)
+        return StreamEnd(status, time.monotonic())
 
     async def _deliver(self, send: Send, relay: asyncio.Task) -> int:
         """The stream to the client: its status, 499 when the client left before the end."""
@@ -128,6 +128,7 @@ class Relay:
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
                 if self._tap.complete:
+                    self._delivered_last = True
                     break
                 try:
                     chunk = await self._read_next()
@@ -152,7 +153,7 @@ class Relay:
 
     def _left(self) -> int:
         """The status of a stream whose client went away: 200 when it had the last event already."""
-        return 200 if self._tap.complete else 499
+        return 200 if self._delivered_last else 499
 
     async def _read_rest(self) -> None:
         """Read what follows the last event, none of it relayed, so the connection can be reused;
@@ -207,6 +208,6 @@ class Relay:
             message = await receive()
             if message["type"] == "http.disconnect":
                 self._client_gone = True
-                if self._delivering and not self._tap.complete:
+                if self._delivering and not self._delivered_last:
                     relay.cancel()
                 return
