@@ -70,7 +70,7 @@ class Relay:
         self._before_end = before_end  # awaited before the stream's last bytes go out
         self._client_gone = False
         self._delivering = False
-        self._delivered_last = False  # the send holding the stream's last event returned
+        self._delivered_last = False  # the client has the stream's last event
         self.started = False
         self.finished = False
         self.error_code: str | None = None  # the code of the error event that ended the stream, if any
@@ -84,7 +84,7 @@ class Relay:
             status = await self._deliver(send, relay)
             if status == 499:
                 await self._read_abandoned()
-            elif self._delivered_last:
+            elif status == 200 and self._tap.complete:
                 await self._read_rest()
         finally:
             watcher.cancel()
@@ -128,7 +128,6 @@ class Relay:
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
                 if self._tap.complete:
-                    self._delivered_last = True
                     break
                 try:
                     chunk = await self._read_next()
@@ -145,6 +144,8 @@ class Relay:
             await self.fail(send, f"the upstream sent an event too large to relay: {exc} (upstream.max_event_bytes)",
                             "upstream_error")
             return 502
+        # From here a client that leaves has had the whole answer, unless its last event is still to go.
+        self._delivered_last = self._tap.complete and not rest
         if self._before_end is not None:
             await self._before_end()
         self.finished = True

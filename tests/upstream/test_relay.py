@@ -58,9 +58,11 @@ class Client:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
         self.gone = asyncio.Event()
+        self.told_gone = False  # the app has received the disconnect
 
     async def receive(self) -> dict[str, Any]:
         await self.gone.wait()
+        self.told_gone = True
         return {"type": "http.disconnect"}
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -124,6 +126,36 @@ async def test_a_client_that_leaves_after_the_last_event_had_its_whole_answer() 
     client.gone.set()  # as the OpenAI SDK does at [DONE], before the upstream's end of body
     end = await asyncio.wait_for(running, 2)
     assert end.status == 200
+
+
+class EndAtFlush(StreamTap):
+    """A tap whose client-facing last event is made at the end (as chat translated to Responses)."""
+
+    def flush(self) -> bytes:
+        return super().flush() + b"event: response.completed\ndata: {}\n\n"
+
+
+@pytest.mark.parametrize(("tap", "status", "stored"), [(StreamTap, 200, True), (EndAtFlush, 499, False)])
+async def test_a_client_leaving_while_the_answer_is_stored_is_gone_only_if_its_last_event_was_still_to_go(
+        tap: type[StreamTap], status: int, stored: bool) -> None:
+    upstream, client = Upstream(), Client()
+    upstream.chunks.put_nowait(b"data: [DONE]\n\n")
+    storing, may_finish, finished = asyncio.Event(), asyncio.Event(), []
+
+    async def store() -> None:
+        storing.set()
+        await may_finish.wait()
+        finished.append(True)
+
+    opened = Opened(upstream, 200, CHUNK, time.monotonic(), time.monotonic())  # type: ignore[arg-type]
+    stream = Relay(opened, tap(PROFILES["openai"], wants_usage=True), Timeouts(), {}, before_end=store)
+    running = asyncio.create_task(stream.run(client.receive, client.send))
+    await asyncio.wait_for(storing.wait(), 1)
+    client.gone.set()
+    await eventually(lambda: client.told_gone, 1, "the disconnect received")
+    may_finish.set()
+    end = await asyncio.wait_for(running, 2)
+    assert end.status == status and bool(finished) == stored
 
 
 async def test_an_idle_upstream_ends_the_stream_with_a_timeout_event() -> None:
