@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     ab.add_argument("--connections", type=int, default=64)
     ab.add_argument("--rate", type=float, default=500.0)
     ab.add_argument("--upstream", choices=("nginx", "python"), default="nginx")
+    ab.add_argument("--streams", type=float, default=0.0, help="also streams started a second (0: none)")
     ab.add_argument("--out", type=Path)
 
     args = parser.parse_args(argv)
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(compare(_out_dir(args.out, "ab"), args.a, args.b, workers=args.workers, rounds=args.rounds,
                           seconds=args.seconds, connections=args.connections, rate=args.rate,
-                          upstream=args.upstream))
+                          upstream=args.upstream, streams=args.streams))
             return 0
         return _profile(args)
     except MissingTool as exc:

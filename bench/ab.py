@@ -17,6 +17,7 @@ from bench.fixed_rate import run_hey
 from bench.processes import Service, raise_open_files_limit
 from bench.report import median
 from bench.saturation import run_wrk, write_script
+from bench.streams import streams_at_rate
 from bench.usage import cpu_seconds
 
 
@@ -32,12 +33,15 @@ class Side:
     p99_ms: list[float] = field(default_factory=list)
     fixed_cpu_us: list[float] = field(default_factory=list)  # at the fixed rate: no queueing to flatter it
     redis_us: list[float] = field(default_factory=list)  # Redis's CPU per request at saturation
+    ttfb_p50_ms: list[float] = field(default_factory=list)  # streams, when measured
+    ttfb_p99_ms: list[float] = field(default_factory=list)
     errors: int = 0
 
 
 def compare(directory: Path, a: Path, b: Path, *, workers: int, rounds: int, seconds: float, connections: int,
-            rate: float, upstream: str) -> str:
-    """Measure both trees `rounds` times each and return a Markdown table of medians."""
+            rate: float, upstream: str, streams: float = 0.0) -> str:
+    """Measure both trees `rounds` times each and return a Markdown table of medians; `streams`:
+    also start that many streams a second for `seconds` (as the full run's streaming phase)."""
     directory.mkdir(parents=True, exist_ok=True)
     raise_open_files_limit()
     services: list[Service] = []
@@ -48,6 +52,7 @@ def compare(directory: Path, a: Path, b: Path, *, workers: int, rounds: int, sec
         json_up, stream_up, redis = backends.json, backends.stream, backends.redis
         teams = stack.bench_teams(4)
         body = payloads.request_body(payloads.JSON_MODEL)
+        stream_body = payloads.request_body(payloads.STREAM_MODEL, stream=True)
         body_path = directory / "body.json"
         body_path.write_bytes(body)
         script = write_script(directory, "ab", body, [t.key for t in teams])
@@ -79,6 +84,11 @@ def compare(directory: Path, a: Path, b: Path, *, workers: int, rounds: int, sec
                 side.p50_ms.append(fixed.p50_ms)
                 side.p99_ms.append(fixed.p99_ms)
                 side.errors += fixed.errors
+                if streams:
+                    run = streams_at_rate(url, stream_body, teams[0].key, rate=streams, seconds=seconds)
+                    side.ttfb_p50_ms.append(run.ttfb_p50_ms)
+                    side.ttfb_p99_ms.append(run.ttfb_p99_ms)
+                    side.errors += run.streams - run.ok
             direct.append(run_hey(direct_url, body_path, "", rate=rate, connections=1, seconds=seconds).p50_ms)
     finally:
         for service in reversed(services):
@@ -103,6 +113,8 @@ def render(sides: list[Side], direct_p50: list[float], *, rounds: int, seconds: 
         (f"worker CPU per request at {rate:g} req/s (us)", a.fixed_cpu_us, b.fixed_cpu_us, ",.0f"),
         (f"p50 at {rate:g} req/s paced (ms)", a.p50_ms, b.p50_ms, ".2f"),
         (f"p99 at {rate:g} req/s paced (ms)", a.p99_ms, b.p99_ms, ".2f"),
+        ("stream time to first byte p50 (ms)", a.ttfb_p50_ms, b.ttfb_p50_ms, ".2f"),
+        ("stream time to first byte p99 (ms)", a.ttfb_p99_ms, b.ttfb_p99_ms, ".2f"),
     ]
     lines = [(f"A: {a.source}\nB: {b.source}\n{workers} workers, {rounds} alternating rounds of {seconds:g} s "
              f"(wrk {connections} connections, then hey paced at {rate:g} req/s); medians [min–max]. "
