@@ -62,8 +62,11 @@ def test_chat_and_completions_through_the_gateway(vllm_servers: VllmServers, pai
 
 def test_streaming_with_usage(vllm_servers: VllmServers, paid: FakeProvider) -> None:
     with pool_gateway(vllm_servers, paid) as gw:
-        chunks = list(sdk(gw).chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=12, stream=True,
-                                                      stream_options={"include_usage": True}, extra_body=LONG))
+        raw = sdk(gw).chat.completions.with_raw_response.create(
+            model="tiny", messages=MESSAGES, max_tokens=12, stream=True, stream_options={"include_usage": True},
+            extra_body=LONG)
+        assert raw.headers["x-gateway-provider"] == "pool"
+        chunks = list(raw.parse())  # the SDK closes its connection at [DONE], before vLLM's end of body
         assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 12
         assert all(c.usage is None for c in chunks[:-1])
         plain = list(sdk(gw).completions.create(model="tiny", prompt="Numbers like", max_tokens=6, stream=True,
