@@ -108,6 +108,17 @@ async def test_the_stream_ends_for_the_client_at_its_last_event_though_the_upstr
     assert end.status == 200 and upstream.closed
 
 
+async def test_a_shutdown_while_the_upstreams_rest_is_read_leaves_the_answer_whole() -> None:
+    upstream, client = Upstream(), Client()
+    upstream.chunks.put_nowait(b"data: [DONE]\n\n")  # and then nothing
+    stream, _ = relay(upstream, idle_s=30)
+    running = asyncio.create_task(stream.run(client.receive, client.send))
+    await eventually(client.ended, 1, "the client's response ended")
+    running.cancel()  # the server's shutdown, past its grace period
+    end = await asyncio.wait_for(running, 1)
+    assert end.status == 200 and upstream.closed and b"error" not in client.body()
+
+
 async def test_what_follows_the_last_event_is_read_for_the_connection_but_not_relayed() -> None:
     upstream, client = Upstream(), Client()
     for item in (b"data: [DONE]\n\n", b'data: {"choices":[]}\n\n', b""):
