@@ -53,13 +53,23 @@ class Upstream:
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:
     head = await reader.readuntil(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length"))
     return head + await reader.readexactly(length)
 
 
 def whole(body: bytes, *extra: bytes) -> bytes:
     return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s" % (
         len(body), b"".join(h + b"\r\n" for h in extra), body)
+
+
+def replying(raw: bytes) -> Handler:
+    """A handler that reads one request, writes `raw` (whatever it is) and closes the connection."""
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(raw)
+        await writer.drain()
+    return reply
 
 
 async def answering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -126,16 +136,8 @@ async def test_an_answer_left_unread_closes_its_connection_so_no_one_reads_its_r
 
 
 async def test_a_chunked_answer_and_one_that_ends_with_its_connection_are_read_whole(pool: Pool) -> None:
-    async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
-        await writer.drain()
-
-    async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it")
-        await writer.drain()
-
+    chunked = replying(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    until_close = replying(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it")
     for handler, expected in ((chunked, b"hello world"), (until_close, b"all of it")):
         async with Upstream(handler) as upstream:
             assert await read_all(await send(pool, upstream.url)) == expected
@@ -143,10 +145,7 @@ async def test_a_chunked_answer_and_one_that_ends_with_its_connection_are_read_w
 
 async def test_bytes_that_are_not_http_or_a_head_without_end_break_the_answer(pool: Pool,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"<html>\x00\x01 not a status line\r\n\r\n")
-        await writer.drain()
+    garbage = replying(b"<html>\x00\x01 not a status line\r\n\r\n")
 
     async def endless_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
@@ -165,19 +164,15 @@ async def test_bytes_that_are_not_http_or_a_head_without_end_break_the_answer(po
 
 
 async def test_an_upstream_gone_mid_answer_breaks_it_instead_of_ending_it(pool: Pool) -> None:
-    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
-        await writer.drain()
-
+    cut = replying(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
     async with Upstream(cut) as upstream:
         answer = await send(pool, upstream.url)
         with pytest.raises(BrokenAnswer, match="closed the connection"):
             await read_all(answer)
 
 
-async def test_an_unread_answer_past_the_buffer_stops_the_socket_until_it_is_read(pool: Pool,
-                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_unread_answer_past_the_buffer_stops_the_socket_until_it_is_read(
+        pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http, "MAX_BUFFERED", 64 * 1024)
     size = 4 << 20
 
@@ -205,10 +200,7 @@ async def test_a_connection_idle_past_its_time_or_closed_by_the_upstream_is_not_
         await writer.drain()
         await reader.read()  # until the gateway closes its end
 
-    async def answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(whole(ANSWER, b"connection: keep-alive"))
-        await writer.drain()  # and the handler's end closes the connection
+    answer_then_close = replying(whole(ANSWER, b"connection: keep-alive"))  # and then closes after all
 
     async with Upstream(one_answer) as upstream:
         await read_all(await send(pool, upstream.url))
