@@ -166,6 +166,7 @@ def test_a_stream_ends_at_its_last_event_though_the_upstream_lingers_before_its_
     assert time.monotonic() - started < LINGER_S  # not held open until the upstream's end of body
     record = check.record(request_id)
     assert (record.status, record.cost_nano) == (200, cost(PROMPT_TOKENS, COMPLETION_TOKENS))
+    assert len([r for r in check.record_list() if r.request_id == request_id]) == 1
     check.hold()
 
 
@@ -179,6 +180,7 @@ def test_a_client_that_closes_at_done_is_settled_as_served_not_as_gone(gateway, 
     assert chunks[-1].usage.completion_tokens == COMPLETION_TOKENS
     record = check.record(request_id)
     assert (record.status, record.cost_nano) == (200, cost(PROMPT_TOKENS, COMPLETION_TOKENS))
+    assert len([r for r in check.record_list() if r.request_id == request_id]) == 1
     check.hold()
 
 
